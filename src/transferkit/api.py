@@ -1,0 +1,74 @@
+"""The Python API the CLI is a thin layer over."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from transferkit.config import RunConfig, load_yaml
+from transferkit.runs import Run
+
+_RUN_FIELDS = {f.name for f in fields(RunConfig)}
+
+
+def build_config(config: RunConfig | str | Path | None = None, **options: Any) -> RunConfig:
+    """A RunConfig from a YAML file or RunConfig, with keyword options overriding it.
+
+    Keywords that are not RunConfig fields are strategy options (e.g. `freeze=2`, `alpha=0.1`).
+    """
+    if isinstance(config, RunConfig):
+        base = config.to_dict()
+    elif config is not None:
+        base = load_yaml(config)
+    else:
+        base = {}
+    strategy_options = dict(base.pop("strategy_options", None) or {})
+    for key, value in options.items():
+        if value is None:
+            continue
+        if key in _RUN_FIELDS:
+            base[key] = value
+        else:
+            strategy_options[key] = value
+    if base.get("strategy") != (config.strategy if isinstance(config, RunConfig) else base.get("strategy")):
+        strategy_options = {}
+    base["strategy_options"] = strategy_options
+    return RunConfig.from_dict(base)
+
+
+def fit(config: RunConfig | str | Path | None = None, *, resume: bool = False, progress: bool = True,
+        **options: Any) -> Run:
+    """Adapt a pretrained backbone to labeled data and write a run folder.
+
+    Example:
+        run = transferkit.fit(data="demo:mnist", model="efficientnet_lite0",
+                              strategy="feature-extraction", image_size=64, out="runs/fe")
+        run.metrics["test"]["accuracy"]; run.predict(["digit.png"])
+    """
+    from transferkit.training.fit import fit as _fit
+
+    return _fit(build_config(config, **options), resume=resume, progress=progress)
+
+
+def resume(folder: str | Path, *, progress: bool = True) -> Run:
+    """Continue an interrupted run from its last checkpoint, with the config saved in it."""
+    from transferkit.errors import RunFolderError
+    from transferkit.training.fit import fit as _fit
+
+    saved = Path(folder) / "config.yaml"
+    if not saved.is_file():
+        raise RunFolderError(f"Cannot resume: {folder} is not a transferkit run (no config.yaml).")
+    return _fit(RunConfig.from_dict(load_yaml(saved)), resume=True, progress=progress)
+
+
+def load_run(folder: str | Path) -> Run:
+    return Run.load(folder)
+
+
+def evaluate(folder: str | Path, data: str, **load_options: Any) -> dict[str, float]:
+    return Run.load(folder).evaluate(data, **load_options)
+
+
+def predict(folder: str | Path, inputs) -> list[dict[str, Any]]:
+    return Run.load(folder).predict(inputs)

@@ -1,0 +1,120 @@
+"""DataLoaders yielding (inputs, targets, index) batches for image and text data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from transferkit.backbones.base import DataSpec
+from transferkit.data.dataset import LabeledData
+from transferkit.data.images import open_image
+from transferkit.data.transforms import build_image_transform, check_augment
+from transferkit.errors import ConfigError
+
+Tokenize = Callable[..., dict]
+
+
+class _ItemDataset(Dataset):
+    """Items (transformed image or raw text) with their dataset index; targets are attached in collate."""
+
+    def __init__(self, inputs: list, transform: Callable | None):
+        self.inputs = inputs
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int):
+        item = self.inputs[index]
+        if self.transform is not None:
+            item = self.transform(open_image(item))
+        return item, index
+
+
+class _Collate:
+    """Stack images or tokenize texts, and look targets up by index (a class, so workers can pickle it)."""
+
+    def __init__(self, targets: torch.Tensor, tokenize: Tokenize | None, max_length: int | None):
+        self.targets = targets
+        self.tokenize = tokenize
+        self.max_length = max_length
+
+    def __call__(self, batch):
+        items, indices = zip(*batch)
+        index = torch.tensor(indices, dtype=torch.long)
+        if self.tokenize is None:
+            inputs = torch.stack(items)
+        else:
+            inputs = self.tokenize(list(items), self.max_length)
+        return inputs, self.targets[index], index
+
+
+def _targets_tensor(data: LabeledData) -> torch.Tensor:
+    if data.targets is None:
+        return torch.full((len(data),), -1, dtype=torch.long)
+    dtype = torch.long if data.task == "classification" else torch.float32
+    return torch.as_tensor(data.targets, dtype=dtype)
+
+
+def _check(data: LabeledData, spec: DataSpec, tokenize, batch_size: int, augment: str) -> None:
+    check_augment(augment)
+    if data.modality != spec.modality:
+        raise ConfigError(
+            f"{data.name} is {data.modality} data but the backbone takes {spec.modality} inputs; "
+            f"choose a {data.modality} backbone."
+        )
+    if data.modality == "text" and tokenize is None:
+        raise ConfigError("Text data needs a tokenize callable (the backbone's tokenize method).")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size}.")
+
+
+def make_loader(
+    data: LabeledData,
+    *,
+    spec: DataSpec,
+    tokenize: Tokenize | None = None,
+    image_size: int | None = None,
+    batch_size: int = 32,
+    train: bool = False,
+    augment: str = "none",
+    max_length: int | None = None,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> DataLoader:
+    """Return a DataLoader of (inputs, targets, index) batches.
+
+    Images become a float tensor (B, 3, S, S) through `build_image_transform`; texts become the
+    dict that `tokenize(texts, max_length)` returns. Targets are long (classification) or float
+    (regression), and -1 (long) for unlabeled data. Index holds the dataset positions, for
+    looking up cached features.
+
+    Args:
+        data: the data to iterate.
+        spec: the backbone's data spec.
+        tokenize: `backbone.tokenize`, required for text.
+        image_size: square image size; defaults to the spec's input size.
+        batch_size: items per batch; the last batch may be smaller (nothing is dropped).
+        train: shuffle (with a generator seeded by `seed`) and apply `augment`.
+        augment: "none", "light" or "standard"; see `build_image_transform`.
+        max_length: token budget for text; defaults to the spec's max_length.
+        num_workers: worker processes for loading.
+        seed: shuffling seed.
+
+    Raises:
+        ConfigError: modality mismatch, text without tokenize, bad batch size or augment.
+    """
+    _check(data, spec, tokenize, batch_size, augment)
+    transform = None
+    if data.modality == "image":
+        transform = build_image_transform(spec, image_size=image_size, train=train, augment=augment)
+        tokenize = None
+    collate = _Collate(_targets_tensor(data), tokenize, max_length or spec.max_length)
+    generator = torch.Generator().manual_seed(int(seed)) if train else None
+    return DataLoader(
+        _ItemDataset(data.inputs, transform), batch_size=int(batch_size), shuffle=train, drop_last=False,
+        generator=generator, num_workers=num_workers, collate_fn=collate,
+        persistent_workers=num_workers > 0,
+    )

@@ -1,0 +1,145 @@
+"""A strategy is a frozen config plus hooks that the one training path calls.
+
+The base class implements the common mechanics: which backbone layer groups are trainable at
+each epoch (`trainable_at`), freezing the rest, the per-group learning-rate scale, and a
+state that a resumed run restores. Strategies override only what makes them different.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+import torch
+
+from transferkit.errors import ConfigError, suggest
+from transferkit.training.optim import ParamGroup
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """Settings shared by every strategy; subclasses add their own fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], strategy: str) -> StrategyConfig:
+        known = {f.name: f for f in fields(cls)}
+        for key in options:
+            if key not in known:
+                hint = suggest(key, known) or (f" Valid: {', '.join(known)}." if known else " It takes none.")
+                raise ConfigError(f"Strategy {strategy!r} has no option {key!r}.{hint}")
+        try:
+            return cls(**{k: _coerce(known[k], v) for k, v in options.items()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Bad option for strategy {strategy!r}: {exc}") from None
+
+
+def _coerce(f: dataclasses.Field, value: Any) -> Any:
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+    if value is None:
+        return None
+    if kind.startswith("float"):
+        return float(value)
+    if kind.startswith("int"):
+        return int(value)
+    return value
+
+
+class Strategy:
+    """Hooks, all with sensible defaults. Subclasses set the class attributes below."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
+    #: One line for `transferkit strategies`: when to use it.
+    when_to_use: ClassVar[str] = ""
+    #: Defaults for the run-level epochs, lr and head when the user gives none.
+    defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "lr": 1e-3, "head": "linear"}
+    uses_pretrained: ClassVar[bool] = True
+    uses_cached_features: ClassVar[bool] = False
+
+    def __init__(self, config: StrategyConfig | None = None):
+        self.config = config or self.config_class()
+        self.unfrozen: list[str] = []
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def validate(self, model, data: dict) -> None:
+        """Refuse impossible setups before the first batch."""
+
+    def prepare(self, model) -> None:
+        """Freeze every backbone group not trainable at epoch 0."""
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+        for p in model.head.parameters():
+            p.requires_grad_(True)
+        self.unfrozen = []
+        self._unfreeze(model, self.trainable_at(0, self.group_names(model)))
+
+    def trainable_at(self, epoch: int, group_names: list[str]) -> list[str]:
+        """Backbone groups trainable at `epoch`, in the order they were first unfrozen."""
+        return list(group_names)
+
+    def lr_scale(self, depth_from_top: int) -> float:
+        """Learning-rate scale of a backbone group `depth_from_top` groups below the head."""
+        return 1.0
+
+    def param_groups(self, model) -> list[ParamGroup]:
+        """Named groups now trainable: the head first, then backbone groups in unfreeze order."""
+        groups = {g.name: g for g in model.backbone.layer_groups()}
+        names = list(groups)
+        result = [ParamGroup("head", list(model.head.parameters()))]
+        for name in self.unfrozen:
+            depth = len(names) - 1 - names.index(name)
+            result.append(ParamGroup(f"backbone.{name}", groups[name].parameters(), self.lr_scale(depth)))
+        return result
+
+    def on_epoch_start(self, model, epoch: int) -> list[ParamGroup]:
+        """Unfreeze what the schedule says; return the newly trainable groups for the optimizer."""
+        wanted = self.trainable_at(epoch, self.group_names(model))
+        new = [n for n in wanted if n not in self.unfrozen]
+        if not new:
+            return []
+        self._unfreeze(model, new)
+        return [g for g in self.param_groups(model) if g.name in {f"backbone.{n}" for n in new}]
+
+    def extra_loss(self, model, batch, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Named extra loss terms (e.g. `loss/l2sp`), each added to the task loss and logged."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"unfrozen": list(self.unfrozen)}
+
+    def load_state_dict(self, state: dict[str, Any], model) -> None:
+        """Restore the schedule position of a resumed run (before its optimizer is rebuilt)."""
+        self._unfreeze(model, [n for n in state.get("unfrozen", []) if n not in self.unfrozen])
+
+    def summary(self, model) -> list[dict[str, Any]]:
+        """Trainable and total parameters per group."""
+        rows = [{"group": "head", "trainable": _count(model.head.parameters(), True),
+                 "total": _count(model.head.parameters())}]
+        for g in model.backbone.layer_groups():
+            rows.append({"group": f"backbone.{g.name}", "trainable": _count(g.parameters(), True),
+                         "total": _count(g.parameters())})
+        return rows
+
+    def export_model(self, model):
+        """The plain TransferModel to save for inference (LoRA merges its adapters here)."""
+        return model
+
+    # ---- helpers -------------------------------------------------------------------------
+    @staticmethod
+    def group_names(model) -> list[str]:
+        return [g.name for g in model.backbone.layer_groups()]
+
+    def _unfreeze(self, model, names: list[str]) -> None:
+        groups = {g.name: g for g in model.backbone.layer_groups()}
+        for name in names:
+            for p in groups[name].parameters():
+                p.requires_grad_(True)
+            self.unfrozen.append(name)
+
+
+def _count(params, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in params if p.requires_grad or not trainable_only)

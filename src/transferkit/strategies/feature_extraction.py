@@ -1,0 +1,35 @@
+"""Feature extraction: a frozen backbone whose features are computed once, then a new head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transferkit.strategies.base import Strategy, StrategyConfig
+
+
+@dataclass(frozen=True)
+class FeatureExtractionConfig(StrategyConfig):
+    """Args:
+        C: inverse regularisation strength of the `logistic` head (scikit-learn's C).
+        ridge_alpha: regularisation strength of the `ridge` head.
+    """
+
+    C: float = 1.0
+    ridge_alpha: float = 1.0
+
+
+class FeatureExtraction(Strategy):
+    """Frozen pretrained backbone as a fixed feature extractor (Donahue et al., 2014, DeCAF).
+
+    When to use: very few labels, little compute, or a target close to the pretraining data.
+    Features are cached on disk, so trying several heads costs one backbone pass.
+    """
+
+    name = "feature-extraction"
+    config_class = FeatureExtractionConfig
+    when_to_use = "Few labels or little compute: frozen backbone, cached features, new head (default logistic)."
+    defaults = {"epochs": 50, "lr": 3e-3, "head": "logistic"}
+    uses_cached_features = True
+
+    def trainable_at(self, epoch, group_names):
+        return []

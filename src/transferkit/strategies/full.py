@@ -1,0 +1,46 @@
+"""End-to-end fine-tuning, with a head warm-up and optional layer-wise learning-rate decay."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transferkit.errors import ConfigError
+from transferkit.strategies.base import Strategy, StrategyConfig
+
+
+@dataclass(frozen=True)
+class FullConfig(StrategyConfig):
+    """Args:
+        backbone_lr_scale: learning rate of the backbone's top group relative to the head.
+        layer_decay: each lower group's rate is the one above times this (1.0: no decay;
+            Clark et al., 2020 and BEiT use 0.65-0.9).
+        head_warmup: epochs that train only the head first, so a random head does not send
+            large gradients into pretrained layers (Kumar et al., 2022, LP-FT).
+    """
+
+    backbone_lr_scale: float = 0.1
+    layer_decay: float = 1.0
+    head_warmup: int = 1
+
+    def __post_init__(self):
+        if not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"--layer-decay must be in (0, 1], got {self.layer_decay}.")
+        if self.head_warmup < 0:
+            raise ConfigError(f"--head-warmup must be >= 0, got {self.head_warmup}.")
+
+
+class Full(Strategy):
+    """Fine-tune every layer end to end.
+
+    When to use: enough labels (hundreds per class) or a target far from the pretraining data.
+    """
+
+    name = "full"
+    config_class = FullConfig
+    when_to_use = "Enough labels or a distant domain: every layer trains (head warm-up, lower backbone lr)."
+
+    def trainable_at(self, epoch, group_names):
+        return [] if epoch < self.config.head_warmup else list(reversed(group_names))
+
+    def lr_scale(self, depth_from_top):
+        return self.config.backbone_lr_scale * self.config.layer_decay ** depth_from_top

@@ -1,0 +1,46 @@
+"""Gradual unfreezing with discriminative learning rates (Howard and Ruder, 2018, ULMFiT)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transferkit.errors import ConfigError
+from transferkit.strategies.base import Strategy, StrategyConfig
+
+
+@dataclass(frozen=True)
+class GradualConfig(StrategyConfig):
+    """Args:
+        unfreeze_every: epochs between unfreezing one more group, top down; the head trains alone first.
+        backbone_lr_scale: learning rate of the topmost backbone group relative to the head.
+        layer_decay: each lower group's rate is the one above times this (discriminative rates).
+    """
+
+    unfreeze_every: int = 1
+    backbone_lr_scale: float = 0.3
+    layer_decay: float = 0.7
+
+    def __post_init__(self):
+        if self.unfreeze_every < 1:
+            raise ConfigError(f"--unfreeze-every must be >= 1, got {self.unfreeze_every}.")
+        if not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"--layer-decay must be in (0, 1], got {self.layer_decay}.")
+
+
+class Gradual(Strategy):
+    """Train the head, then unfreeze one more layer group every N epochs from the top down.
+
+    When to use: small or medium data where full fine-tuning forgets (catastrophic forgetting);
+    lower groups, which hold the most general features, move the least and the latest.
+    """
+
+    name = "gradual"
+    config_class = GradualConfig
+    when_to_use = "Small/medium data, avoid forgetting: head first, then one more group every N epochs."
+
+    def trainable_at(self, epoch, group_names):
+        count = min(len(group_names), epoch // self.config.unfreeze_every)
+        return list(reversed(group_names))[:count]
+
+    def lr_scale(self, depth_from_top):
+        return self.config.backbone_lr_scale * self.config.layer_decay ** depth_from_top

@@ -1,0 +1,78 @@
+"""LoRA: low-rank adapters injected by PEFT into a frozen backbone (Hu et al., 2022)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transferkit.errors import ConfigError
+from transferkit.strategies.base import Strategy, StrategyConfig
+from transferkit.training.optim import ParamGroup
+
+
+@dataclass(frozen=True)
+class LoraStrategyConfig(StrategyConfig):
+    """Args:
+        r: rank of the adapters.
+        lora_alpha: scaling numerator (the update is scaled by lora_alpha / r).
+        lora_dropout: dropout on the adapter input.
+        target_modules: comma-separated module names or a regex; default: the backbone's choice
+            (attention projections for transformers, pointwise convolutions for convnets).
+    """
+
+    r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    target_modules: str | None = None
+
+    def __post_init__(self):
+        if self.r < 1:
+            raise ConfigError(f"--lora-r must be >= 1, got {self.r}.")
+
+
+class Lora(Strategy):
+    """Freeze the backbone and learn low-rank updates of chosen layers, plus the new head.
+
+    When to use: large backbones, several tasks sharing one backbone, or little memory: a
+    fraction of a percent of the parameters train; adapters merge into the weights for export.
+    """
+
+    name = "lora"
+    config_class = LoraStrategyConfig
+    when_to_use = "Large backbones or little memory: low-rank adapters (PEFT) + head, merged at export."
+    defaults = {"epochs": 10, "lr": 1e-3, "head": "linear"}
+
+    def prepare(self, model):
+        from peft import LoraConfig, get_peft_model
+
+        targets = self.config.target_modules
+        if targets and "," in targets:
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        config = LoraConfig(r=self.config.r, lora_alpha=self.config.lora_alpha,
+                            lora_dropout=self.config.lora_dropout, bias="none",
+                            target_modules=targets or model.backbone.lora_target_modules())
+        try:
+            model.backbone = get_peft_model(model.backbone, config)
+        except ValueError as exc:
+            raise ConfigError(f"LoRA could not wrap {model.backbone.name}: {exc} Set --target-modules.") from None
+        for p in model.head.parameters():
+            p.requires_grad_(True)
+        self.unfrozen = []
+
+    def param_groups(self, model):
+        lora = [p for n, p in model.backbone.named_parameters() if "lora_" in n and p.requires_grad]
+        return [ParamGroup("head", list(model.head.parameters())), ParamGroup("lora", lora)]
+
+    def on_epoch_start(self, model, epoch):
+        return []
+
+    def summary(self, model):
+        rows = super().summary(model)
+        lora = [p for n, p in model.backbone.named_parameters() if "lora_" in n]
+        rows.append({"group": "lora", "trainable": sum(p.numel() for p in lora if p.requires_grad),
+                     "total": sum(p.numel() for p in lora)})
+        return rows
+
+    def export_model(self, model):
+        if hasattr(model.backbone, "merge_and_unload"):
+            model.backbone = model.backbone.merge_and_unload()
+        return model

@@ -1,0 +1,54 @@
+"""Partial fine-tuning: freeze the first K layer groups, train the rest and the head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transferkit.errors import ConfigError
+from transferkit.strategies.base import Strategy, StrategyConfig
+
+
+@dataclass(frozen=True)
+class PartialConfig(StrategyConfig):
+    """Args:
+        freeze: number of groups to freeze from the input (>= 1) or a fraction of them (< 1).
+        backbone_lr_scale: learning rate of the trained backbone groups relative to the head.
+        head_warmup: epochs that train only the head before the backbone groups join.
+    """
+
+    freeze: float = 0.5
+    backbone_lr_scale: float = 0.1
+    head_warmup: int = 1
+
+    def __post_init__(self):
+        if self.freeze < 0:
+            raise ConfigError(f"--freeze must be >= 0 (a count or a fraction), got {self.freeze}.")
+
+
+class Partial(Strategy):
+    """Fine-tune only the upper layers (Yosinski et al., 2014: lower layers are the most general).
+
+    When to use: moderate data; the low-level features transfer, the high-level ones need to adapt.
+    """
+
+    name = "partial"
+    config_class = PartialConfig
+    when_to_use = "Moderate data: freeze the first K groups (--freeze K or a fraction), tune the rest."
+
+    def frozen_count(self, n_groups: int) -> int:
+        k = self.config.freeze
+        count = round(k * n_groups) if k < 1 else int(k)
+        if count > n_groups:
+            raise ConfigError(f"--freeze {int(k)} is more than the backbone's {n_groups} layer groups.")
+        return count
+
+    def validate(self, model, data):
+        self.frozen_count(len(self.group_names(model)))
+
+    def trainable_at(self, epoch, group_names):
+        if epoch < self.config.head_warmup:
+            return []
+        return list(group_names[self.frozen_count(len(group_names)):])
+
+    def lr_scale(self, depth_from_top):
+        return self.config.backbone_lr_scale

@@ -1,0 +1,82 @@
+"""On-disk cache of frozen-backbone features, keyed by backbone, preprocessing and data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+
+CACHE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TRANSFERKIT_CACHE", Path.home() / ".cache" / "transferkit")) / "features"
+
+
+def cache_key(backbone, data, *, image_size: int | None, max_length: int | None, weights: str | None,
+              precision: str) -> str:
+    """A hash of everything that changes the features."""
+    parts = {"version": CACHE_VERSION, "backbone": backbone.name, "pretrained": backbone.pretrained,
+             "weights": str(weights) if weights else None, "spec": backbone.data_spec.to_dict(),
+             "image_size": image_size, "max_length": max_length, "precision": precision,
+             "data": data.fingerprint()}
+    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def autocast(precision: str):
+    """bf16 autocast on CPU (or CUDA) when asked; a no-op context otherwise."""
+    if precision == "bf16":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.autocast(device_type=device, dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.inference_mode()
+def extract_features(backbone, loader, out_path: Path, total: int, *, precision: str = "32",
+                     device: str = "cpu", desc: str = "features") -> np.ndarray:
+    """Run the frozen backbone once over `loader`, streaming rows into a memory-mapped .npy."""
+    from tqdm.auto import tqdm
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp.npy")
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, backbone.num_features))
+    backbone.eval().to(device)
+    with tqdm(total=total, desc=desc, unit="sample", leave=False, dynamic_ncols=True) as bar:
+        for inputs, _, index in loader:
+            inputs = _to_device(inputs, device)
+            with autocast(precision):
+                feats = backbone(inputs)
+            array[index.numpy()] = feats.float().cpu().numpy()
+            bar.update(len(index))
+    array.flush()
+    del array
+    os.replace(tmp, out_path)
+    return np.load(out_path, mmap_mode="r")
+
+
+def cached_features(backbone, data, make_loader, *, image_size, max_length, weights, precision="32",
+                    device="cpu", cache_dir: Path | None = None, desc: str = "features") -> tuple[np.ndarray, bool]:
+    """Features of `data` from the cache, computing them on a miss. Returns (features, was_cached)."""
+    key = cache_key(backbone, data, image_size=image_size, max_length=max_length, weights=weights,
+                    precision=precision)
+    path = (cache_dir or default_cache_dir()) / f"{key}.npy"
+    if path.is_file():
+        try:
+            feats = np.load(path, mmap_mode="r")
+            if feats.shape == (len(data), backbone.num_features):
+                return feats, True
+        except (ValueError, OSError):
+            pass  # a damaged cache file is recomputed below
+    return extract_features(backbone, make_loader(data), path, len(data), precision=precision,
+                            device=device, desc=desc), False
+
+
+def _to_device(inputs, device):
+    if isinstance(inputs, dict):
+        return {k: v.to(device) for k, v in inputs.items()}
+    return inputs.to(device)

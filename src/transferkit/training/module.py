@@ -1,0 +1,103 @@
+"""The one LightningModule: task loss + strategy hooks; every strategy trains through it."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from transferkit.evaluation.metrics import task_metrics
+from transferkit.training import optim
+
+
+class TransferModule(L.LightningModule):
+    """Trains `model` (a TransferModel) as `strategy` says.
+
+    Args:
+        model: backbone + head.
+        strategy: supplies parameter groups, the unfreezing schedule and extra loss terms.
+        task: "classification" or "regression" (targets standardised with `target_stats`).
+        lr: base learning rate (the head's); groups scale it.
+        weight_decay: AdamW weight decay unless a group overrides it.
+        total_steps: optimisation steps of the whole run, for the cosine schedule.
+        features_input: batches hold cached backbone features instead of raw inputs.
+        target_stats: (mean, std) of regression targets.
+    """
+
+    def __init__(self, model, strategy, *, task: str, lr: float, weight_decay: float, total_steps: int,
+                 features_input: bool = False, target_stats: tuple[float, float] = (0.0, 1.0)):
+        super().__init__()
+        self.model = model
+        self.strategy = strategy
+        self.task = task
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.total_steps = total_steps
+        self.features_input = features_input
+        self.target_mean, self.target_std = target_stats
+        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, inputs) -> dict[str, torch.Tensor]:
+        if self.features_input:
+            return {"logits": self.model.head(inputs), "features": inputs}
+        logits, features = self.model.forward_with_features(inputs)
+        return {"logits": logits, "features": features}
+
+    def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(logits.float(), targets)
+        scaled = (targets.float() - self.target_mean) / self.target_std
+        return F.mse_loss(logits.float().squeeze(-1), scaled)
+
+    def predictions(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.task == "classification":
+            return logits.argmax(-1)
+        return logits.float().squeeze(-1) * self.target_std + self.target_mean
+
+    def training_step(self, batch, batch_idx):
+        inputs, targets = batch[0], batch[1]
+        outputs = self(inputs)
+        loss = self.task_loss(outputs["logits"], targets)
+        batch_size = len(targets)
+        self.log("train/task_loss", loss, on_step=False, on_epoch=True, batch_size=batch_size)
+        for name, term in self.strategy.extra_loss(self.model, batch, outputs).items():
+            self.log(f"train/{name}", term, on_step=False, on_epoch=True, batch_size=batch_size)
+            loss = loss + term
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        inputs, targets = batch[0], batch[1]
+        logits = self(inputs)["logits"]
+        self.log("val/loss", self.task_loss(logits, targets), on_epoch=True, batch_size=len(targets))
+        self._val_outputs.append((self.predictions(logits).cpu(), targets.cpu()))
+
+    def on_validation_epoch_end(self):
+        if not self._val_outputs:
+            return
+        preds = torch.cat([p for p, _ in self._val_outputs]).numpy()
+        targets = torch.cat([t for _, t in self._val_outputs]).numpy()
+        self._val_outputs.clear()
+        for name, value in task_metrics(self.task, targets, preds).items():
+            self.log(f"val/{name}", float(np.nan_to_num(value)), prog_bar=name in ("accuracy", "rmse"))
+
+    def configure_optimizers(self):
+        optimizer = optim.build_optimizer(self.strategy.param_groups(self.model), self.lr, self.weight_decay)
+        scheduler = optim.WarmupCosine(optimizer, self.total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_epoch_start(self):
+        new_groups = self.strategy.on_epoch_start(self.model, self.current_epoch)
+        if new_groups:
+            scheduler = self.lr_schedulers()
+            optim.add_param_groups(self.optimizers().optimizer, new_groups, self.lr, self.weight_decay, scheduler)
+            self.model.train()  # re-applies the frozen-BatchNorm rule to what is still frozen
+        self.log("train/trainable_params", float(sum(p.numel() for p in self.model.parameters() if p.requires_grad)),
+                 on_step=False, on_epoch=True)
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["transferkit_strategy"] = self.strategy.state_dict()
+
+    def on_load_checkpoint(self, checkpoint):
+        self.strategy.load_state_dict(checkpoint.get("transferkit_strategy", {}), self.model)
