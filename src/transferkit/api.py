@@ -24,6 +24,8 @@ def build_config(config: RunConfig | str | Path | None = None, **options: Any) -
     else:
         base = {}
     strategy_options = dict(base.pop("strategy_options", None) or {})
+    if options.get("strategy") not in (None, base.get("strategy")):
+        strategy_options = {}  # options saved for another strategy would be refused by this one
     for key, value in options.items():
         if value is None:
             continue
@@ -31,8 +33,6 @@ def build_config(config: RunConfig | str | Path | None = None, **options: Any) -
             base[key] = value
         else:
             strategy_options[key] = value
-    if base.get("strategy") != (config.strategy if isinstance(config, RunConfig) else base.get("strategy")):
-        strategy_options = {}
     base["strategy_options"] = strategy_options
     return RunConfig.from_dict(base)
 

@@ -93,7 +93,7 @@ def load_table(
         labels = None
     else:
         labels = _labels(frame[label_column], path, label_column, task)
-    _refuse_missing(frame[column], path, column, "a value")
+    _refuse_missing(frame[column], path, column)
     if modality == "text":
         return RawPart([str(v) for v in frame[column]], labels), modality
     return _image_part(frame[column], labels, path, skip_bad_files), modality
@@ -128,17 +128,17 @@ def _modality(frame: pd.DataFrame, path: Path, text_column: str, image_column: s
     )
 
 
-def _refuse_missing(values: pd.Series, path: Path, column: str, what: str) -> None:
+def _refuse_missing(values: pd.Series, path: Path, column: str) -> None:
     missing = np.flatnonzero(values.isna().to_numpy())
     if len(missing):
         raise DataError(
-            f"{path}: {len(missing)} rows have no {what} in column {column!r} (first at data row "
+            f"{path}: column {column!r} is empty in {len(missing)} of {len(values)} rows (first at data row "
             f"{missing[0] + 1}); fill in or remove those rows."
         )
 
 
 def _labels(values: pd.Series, path: Path, column: str, task: str) -> list:
-    _refuse_missing(values, path, column, "label")
+    _refuse_missing(values, path, column)
     if task == "classification":
         return [_label_name(v) for v in values]
     numbers = pd.to_numeric(values, errors="coerce")

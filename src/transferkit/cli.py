@@ -1,0 +1,199 @@
+"""`transferkit` command line: each subcommand is a thin call into the Python API."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+STRATEGY_FLAGS = {
+    # flag: (dest, type, help)
+    "--freeze": ("freeze", float, "partial: freeze the first K layer groups (K >= 1) or this fraction (< 1)"),
+    "--unfreeze-every": ("unfreeze_every", int, "gradual: epochs between unfreezing one more group"),
+    "--layer-decay": ("layer_decay", float, "gradual/full/l2sp: lr multiplier per group going down"),
+    "--backbone-lr-scale": ("backbone_lr_scale", float, "backbone lr relative to the head's"),
+    "--head-warmup": ("head_warmup", int, "partial/full/l2sp: epochs training only the head first"),
+    "--alpha": ("alpha", float, "l2sp: weight of alpha/2 ||w - w0||^2"),
+    "--beta": ("beta", float, "l2sp: weight of beta/2 ||head||^2"),
+    "--lora-r": ("r", int, "lora: adapter rank"),
+    "--lora-alpha": ("lora_alpha", int, "lora: adapter scaling numerator"),
+    "--target-modules": ("target_modules", str, "lora: comma-separated module names or a regex"),
+    "--C": ("C", float, "feature-extraction: inverse regularisation of the logistic head"),
+}
+
+
+def _add_fit_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of options; flags given here override it")
+    p.add_argument("--data", help="image folder, .csv/.jsonl/.parquet table, or demo:mnist|digits|rotten-tomatoes")
+    p.add_argument("--model", help="backbone name (see `transferkit models`), timm:<arch> or hf:<id-or-folder>")
+    p.add_argument("--strategy", help="transfer strategy (see `transferkit strategies`)")
+    p.add_argument("--weights", help="local weights file (timm) replacing the default source")
+    p.add_argument("--out", help="run folder to create")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--task", choices=["classification", "regression"])
+    p.add_argument("--test-data", help="separate labeled test set (same kinds as --data)")
+    p.add_argument("--text-column")
+    p.add_argument("--image-column")
+    p.add_argument("--label-column")
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--test-fraction", type=float)
+    p.add_argument("--train-per-class", type=int, help="keep N training samples per class (scarce labels)")
+    p.add_argument("--skip-bad-files", action="store_true", default=None, help="skip unreadable images with a warning")
+    p.add_argument("--image-size", type=int, help="input resolution (default: the backbone's pretrained size)")
+    p.add_argument("--max-length", type=int, help="max text tokens")
+    p.add_argument("--augment", choices=["none", "light", "standard"])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="base (head) learning rate; groups scale it")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
+    p.add_argument("--precision", choices=["32", "bf16"])
+    p.add_argument("--num-workers", type=int)
+    p.add_argument("--head", help="linear | mlp | logistic | ridge (scikit-learn heads: feature-extraction only)")
+    for flag, (dest, kind, text) in STRATEGY_FLAGS.items():
+        p.add_argument(flag, dest=f"opt_{dest}", type=kind, help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transferkit", description="Adapt a pretrained network to your data.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_fit_options(sub.add_parser("fit", help="adapt a backbone to labeled data; writes a run folder"))
+    ev = sub.add_parser("evaluate", help="metrics of a run's model on labeled data")
+    ev.add_argument("run")
+    ev.add_argument("--data", required=True)
+    pr = sub.add_parser("predict", help="predict images or texts with a run's model")
+    pr.add_argument("run")
+    pr.add_argument("inputs", nargs="+", help="image files, texts, or a table file")
+    pr.add_argument("--out", help="write predictions to this CSV (default: print)")
+    sub.add_parser("models", help="backbones and whether their weights are here")
+    ins = sub.add_parser("inspect", help="layer groups, parameters and preprocessing of a backbone")
+    ins.add_argument("model")
+    ins.add_argument("--weights")
+    sub.add_parser("strategies", help="each strategy with when to use it")
+    qs = sub.add_parser("quickstart", help="EfficientNet-Lite0 on MNIST: feature extraction vs full vs scratch")
+    qs.add_argument("--out", default="runs/quickstart")
+    qs.add_argument("--train-per-class", type=int, default=50)
+    qs.add_argument("--image-size", type=int, default=64)
+    for p in sub.choices.values():
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return parser
+
+
+def cmd_fit(args) -> None:
+    from transferkit.api import fit, resume
+
+    if args.resume and args.out and not any(getattr(args, k, None) for k in ("data", "model", "config")):
+        resume(args.out)
+        return
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "debug", "config", "resume", "func") and not k.startswith("opt_")}
+    options.update({k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None})
+    fit(args.config, resume=args.resume, **options)
+
+
+def cmd_evaluate(args) -> None:
+    import json
+
+    from transferkit.api import evaluate
+
+    print(json.dumps(evaluate(args.run, args.data), indent=2))
+
+
+def cmd_predict(args) -> None:
+    import pandas as pd
+
+    from transferkit.api import load_run
+    from transferkit.config import atomic_write_text
+
+    run = load_run(args.run)
+    inputs = _predict_inputs(run, args.inputs)
+    frame = pd.DataFrame(run.predict(inputs))
+    if args.out:
+        atomic_write_text(args.out, frame.to_csv(index=False))
+        print(f"Wrote {len(frame)} predictions to {args.out}")
+    else:
+        print(frame[[c for c in frame.columns if not c.startswith("p_")]].to_string(index=False))
+
+
+def _predict_inputs(run, items: list[str]):
+    from transferkit.data import load_data
+    from transferkit.data.tables import TABLE_READERS
+    from transferkit.errors import DataError
+
+    if len(items) == 1 and Path(items[0]).suffix.lstrip(".") in TABLE_READERS.names() or (
+            len(items) == 1 and Path(items[0]).is_dir()):
+        cfg = run.config
+        parts = load_data(items[0], task=cfg.task, text_column=cfg.text_column, image_column=cfg.image_column,
+                          label_column=cfg.label_column, require_labels=False)
+        return next(iter(parts.values()))
+    if run.meta["modality"] == "image":
+        from transferkit.data import open_image
+
+        for item in items:
+            if not Path(item).is_file():
+                raise DataError(f"Image not found: {item}.")
+            open_image(item)
+    return items
+
+
+def cmd_models(args) -> None:
+    from transferkit.backbones import BACKBONES, list_backbones
+
+    print(f"{'name':22} {'modality':9} {'here':5} weights")
+    for row in list_backbones():
+        print(f"{row['name']:22} {row['modality']:9} {'yes' if row['available'] else 'no':5} {row['weights']}")
+    print(f"Also: {', '.join(p + ':<name>' for p in BACKBONES.prefixes())} (timm or transformers models; "
+          "--weights FILE or a local folder when offline).")
+
+
+def cmd_inspect(args) -> None:
+    from transferkit.backbones import create_backbone
+
+    info = create_backbone(args.model, weights=args.weights).describe()
+    print(f"{info['name']}: {info['num_features']} features, {info['total_params']:,} parameters")
+    print("layer groups (input -> output):")
+    for i, g in enumerate(info["layer_groups"]):
+        print(f"  {i:2d} {g['name']:14} {g['params']:>12,}")
+    print("preprocessing:", ", ".join(f"{k}={v}" for k, v in info["data_spec"].items() if v is not None))
+
+
+def cmd_strategies(args) -> None:
+    from transferkit.strategies import list_strategies
+
+    for row in list_strategies():
+        print(f"{row['name']:19} {row['when_to_use']}")
+
+
+def cmd_quickstart(args) -> None:
+    from transferkit.quickstart import quickstart
+
+    quickstart(out=args.out, train_per_class=args.train_per_class, image_size=args.image_size)
+
+
+COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
+            "inspect": cmd_inspect, "strategies": cmd_strategies, "quickstart": cmd_quickstart}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from transferkit.errors import TransferkitError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="transferkit: %(levelname)s: %(message)s")
+    try:
+        COMMANDS[args.command](args)
+    except TransferkitError as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(f"transferkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("transferkit: interrupted; continue a fit with --resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
