@@ -59,7 +59,8 @@ def resume(folder: str | Path, *, progress: bool = True) -> Run:
     saved = Path(folder) / "config.yaml"
     if not saved.is_file():
         raise RunFolderError(f"Cannot resume: {folder} is not a transferkit run (no config.yaml).")
-    return _fit(RunConfig.from_dict(load_yaml(saved)), resume=True, progress=progress)
+    # The folder given wins over the saved `out`: a run folder may have been moved or copied.
+    return _fit(RunConfig.from_dict({**load_yaml(saved), "out": str(folder)}), resume=True, progress=progress)
 
 
 def load_run(folder: str | Path) -> Run:

@@ -123,8 +123,8 @@ def _predict_inputs(run, items: list[str]):
     from transferkit.data.tables import TABLE_READERS
     from transferkit.errors import DataError
 
-    if len(items) == 1 and Path(items[0]).suffix.lstrip(".") in TABLE_READERS.names() or (
-            len(items) == 1 and Path(items[0]).is_dir()):
+    single = Path(items[0]) if len(items) == 1 else None
+    if single is not None and (single.is_dir() or single.is_file() and single.suffix.lower() in TABLE_READERS):
         cfg = run.config
         parts = load_data(items[0], task=cfg.task, text_column=cfg.text_column, image_column=cfg.image_column,
                           label_column=cfg.label_column, require_labels=False)

@@ -75,6 +75,7 @@ class Strategy:
         for p in model.head.parameters():
             p.requires_grad_(True)
         self.unfrozen = []
+        model.freeze_bn_stats = not getattr(self.config, "train_bn_stats", True)
         self._unfreeze(model, self.trainable_at(0, self.group_names(model)))
 
     def trainable_at(self, epoch: int, group_names: list[str]) -> list[str]:
@@ -104,6 +105,10 @@ class Strategy:
         self._unfreeze(model, new)
         return [g for g in self.param_groups(model) if g.name in {f"backbone.{n}" for n in new}]
 
+    def probe_init(self) -> bool:
+        """Initialise a linear head by a linear probe on frozen features before training (LP-FT)."""
+        return bool(getattr(self.config, "probe_init", False))
+
     def extra_loss(self, model, batch, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Named extra loss terms (e.g. `loss/l2sp`), each added to the task loss and logged."""
         return {}
@@ -117,12 +122,7 @@ class Strategy:
 
     def summary(self, model) -> list[dict[str, Any]]:
         """Trainable and total parameters per group."""
-        rows = [{"group": "head", "trainable": _count(model.head.parameters(), True),
-                 "total": _count(model.head.parameters())}]
-        for g in model.backbone.layer_groups():
-            rows.append({"group": f"backbone.{g.name}", "trainable": _count(g.parameters(), True),
-                         "total": _count(g.parameters())})
-        return rows
+        return summary_rows(model)
 
     def export_model(self, model):
         """The plain TransferModel to save for inference (LoRA merges its adapters here)."""
@@ -139,6 +139,17 @@ class Strategy:
             for p in groups[name].parameters():
                 p.requires_grad_(True)
             self.unfrozen.append(name)
+
+
+def summary_rows(model, exclude: set[int] = frozenset()) -> list[dict[str, Any]]:
+    """Trainable and total parameters of the head and each backbone group, leaving out ids in `exclude`."""
+    groups = [("head", list(model.head.parameters()))]
+    groups += [(f"backbone.{g.name}", g.parameters()) for g in model.backbone.layer_groups()]
+    rows = []
+    for name, params in groups:
+        params = [p for p in params if id(p) not in exclude]
+        rows.append({"group": name, "trainable": _count(params, True), "total": _count(params)})
+    return rows
 
 
 def _count(params, trainable_only: bool = False) -> int:

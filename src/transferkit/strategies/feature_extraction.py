@@ -12,10 +12,12 @@ class FeatureExtractionConfig(StrategyConfig):
     """Args:
         C: inverse regularisation strength of the `logistic` head (scikit-learn's C).
         ridge_alpha: regularisation strength of the `ridge` head.
+        standardize: standardise features before a scikit-learn head (folded into the saved layer).
     """
 
     C: float = 1.0
     ridge_alpha: float = 1.0
+    standardize: bool = False
 
 
 class FeatureExtraction(Strategy):

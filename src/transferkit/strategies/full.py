@@ -14,13 +14,20 @@ class FullConfig(StrategyConfig):
         backbone_lr_scale: learning rate of the backbone's top group relative to the head.
         layer_decay: each lower group's rate is the one above times this (1.0: no decay;
             Clark et al., 2020 and BEiT use 0.65-0.9).
+        probe_init: start from a linear probe fitted on the frozen features (Kumar et al.,
+            2022, LP-FT), so fine-tuning starts where feature extraction ends.
+        train_bn_stats: update BatchNorm running statistics on the new data; off by default,
+            as small batches of a new domain make them drift away from what the pretrained
+            layers expect (the Keras fine-tuning guide keeps BatchNorm in inference mode too).
         head_warmup: epochs that train only the head first, so a random head does not send
             large gradients into pretrained layers (Kumar et al., 2022, LP-FT).
     """
 
     backbone_lr_scale: float = 0.1
     layer_decay: float = 1.0
-    head_warmup: int = 1
+    head_warmup: int = 0
+    probe_init: bool = True
+    train_bn_stats: bool = False
 
     def __post_init__(self):
         if not 0 < self.layer_decay <= 1:

@@ -14,11 +14,15 @@ class GradualConfig(StrategyConfig):
         unfreeze_every: epochs between unfreezing one more group, top down; the head trains alone first.
         backbone_lr_scale: learning rate of the topmost backbone group relative to the head.
         layer_decay: each lower group's rate is the one above times this (discriminative rates).
+        probe_init: start the head from a linear probe on the frozen features (LP-FT).
+        train_bn_stats: update BatchNorm running statistics of unfrozen groups (off: kept fixed).
     """
 
     unfreeze_every: int = 1
     backbone_lr_scale: float = 0.3
     layer_decay: float = 0.7
+    probe_init: bool = True
+    train_bn_stats: bool = False
 
     def __post_init__(self):
         if self.unfreeze_every < 1:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from transferkit.errors import ConfigError
-from transferkit.strategies.base import Strategy, StrategyConfig
+from transferkit.strategies.base import Strategy, StrategyConfig, summary_rows
 from transferkit.training.optim import ParamGroup
 
 
@@ -17,12 +18,14 @@ class LoraStrategyConfig(StrategyConfig):
         lora_dropout: dropout on the adapter input.
         target_modules: comma-separated module names or a regex; default: the backbone's choice
             (attention projections for transformers, pointwise convolutions for convnets).
+        probe_init: start the head from a linear probe on the frozen features (LP-FT).
     """
 
     r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     target_modules: str | None = None
+    probe_init: bool = True
 
     def __post_init__(self):
         if self.r < 1:
@@ -66,13 +69,17 @@ class Lora(Strategy):
         return []
 
     def summary(self, model):
-        rows = super().summary(model)
         lora = [p for n, p in model.backbone.named_parameters() if "lora_" in n]
+        # The adapters sit inside the backbone's layer groups; count them in their own row only.
+        rows = summary_rows(model, exclude={id(p) for p in lora})
         rows.append({"group": "lora", "trainable": sum(p.numel() for p in lora if p.requires_grad),
                      "total": sum(p.numel() for p in lora)})
         return rows
 
     def export_model(self, model):
-        if hasattr(model.backbone, "merge_and_unload"):
-            model.backbone = model.backbone.merge_and_unload()
-        return model
+        """A merged copy: `merge_and_unload` rewrites the model in place, and the run still reads it."""
+        if not hasattr(model.backbone, "merge_and_unload"):
+            return model
+        exported = copy.deepcopy(model)
+        exported.backbone = exported.backbone.merge_and_unload()
+        return exported

@@ -13,12 +13,19 @@ class PartialConfig(StrategyConfig):
     """Args:
         freeze: number of groups to freeze from the input (>= 1) or a fraction of them (< 1).
         backbone_lr_scale: learning rate of the trained backbone groups relative to the head.
+        probe_init: start from a linear probe fitted on the frozen features (Kumar et al.,
+            2022, LP-FT), so fine-tuning starts where feature extraction ends.
+        train_bn_stats: update BatchNorm running statistics on the new data; off by default,
+            as small batches of a new domain make them drift away from what the pretrained
+            layers expect (the Keras fine-tuning guide keeps BatchNorm in inference mode too).
         head_warmup: epochs that train only the head before the backbone groups join.
     """
 
     freeze: float = 0.5
     backbone_lr_scale: float = 0.1
-    head_warmup: int = 1
+    head_warmup: int = 0
+    probe_init: bool = True
+    train_bn_stats: bool = False
 
     def __post_init__(self):
         if self.freeze < 0:

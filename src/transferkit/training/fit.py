@@ -100,12 +100,17 @@ def fit(config: RunConfig, *, resume: bool = False, progress: bool = True):
     from transferkit.runs import Run
 
     config = resolve_config(config)
+    runfolder.check_run_folder(config, resume=resume)
+    prep = prepare(config)  # before the folder is made, so bad data leaves no half-made run behind
     out = runfolder.open_run_folder(config, resume=resume)
-    prep = prepare(config)
     start = time.perf_counter()
     if prep.strategy.uses_cached_features:
         history = train_on_features(prep, out, resume=resume, progress=progress)
     else:
+        if prep.strategy.probe_init() and prep.config.head == "linear" and not resume:
+            kind = "logistic" if prep.config.task == "classification" else "ridge"
+            heads.fit_sklearn_head(prep, split_features(prep, prep.splits["train"], "train"),
+                                   prep.splits["train"].targets, kind=kind)
         history = train_end_to_end(prep, out, resume=resume, progress=progress)
     train_seconds = time.perf_counter() - start
     model = prep.strategy.export_model(prep.model)
@@ -149,6 +154,7 @@ def run_lightning(prep: Prepared, out: Path, train_loader, val_loader, *, featur
     trainer = trainer_for(prep, out, progress=progress, has_val=val_loader is not None, epochs=cfg.epochs)
     last = out / "checkpoints" / "last.ckpt"
     ckpt_path = str(last) if resume and last.is_file() else None
+    prep.model.train()  # feature passes leave it in eval; Lightning keeps whatever mode it finds
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
     best = trainer.checkpoint_callback.best_model_path or str(last)
     if best and Path(best).is_file():
@@ -179,7 +185,8 @@ def train_on_features(prep: Prepared, out: Path, *, resume: bool, progress: bool
     feats = {s: split_features(prep, prep.splits[s], s) for s in ("train", "val") if len(prep.splits[s])}
     train = prep.splits["train"]
     if prep.config.head not in NN_HEADS:
-        heads.fit_sklearn_head(prep, feats["train"], train.targets)
+        heads.fit_sklearn_head(prep, feats["train"], train.targets,
+                               standardize=getattr(prep.strategy.config, "standardize", False))
         return heads.sklearn_history(prep, feats, out)
     from torch.utils.data import DataLoader, TensorDataset
 

@@ -24,36 +24,40 @@ def check_head(head: str, task: str) -> None:
         raise ConfigError(f"Unknown head {head!r} for {task}. Choose one of: {', '.join(valid)}.")
 
 
-def _estimator(prep):
+def _estimator(kind: str, task: str, options):
     from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 
-    opts = prep.strategy.config
-    if prep.config.head == "logistic":
-        return LogisticRegression(C=opts.C, max_iter=3000)
-    if prep.config.task == "classification":
-        return RidgeClassifier(alpha=opts.ridge_alpha)
-    return Ridge(alpha=opts.ridge_alpha)
+    if kind == "logistic":
+        return LogisticRegression(C=getattr(options, "C", 1.0), max_iter=3000)
+    alpha = getattr(options, "ridge_alpha", 1.0)
+    return RidgeClassifier(alpha=alpha) if task == "classification" else Ridge(alpha=alpha)
 
 
-def fit_sklearn_head(prep, features: np.ndarray, targets: np.ndarray) -> None:
-    """Standardise, fit, and fold both into `prep.model.head` (a Linear layer)."""
+def fit_sklearn_head(prep, features: np.ndarray, targets: np.ndarray, kind: str | None = None,
+                     standardize: bool = False) -> None:
+    """Fit on the features (optionally standardised) and fold the result into `prep.model.head`.
+
+    Raw features are the default: standardising near-constant features and folding the scaler
+    back gives huge weights, which then blow up when fine-tuning moves those features.
+    """
     from sklearn.preprocessing import StandardScaler
 
-    scaler = StandardScaler().fit(features)
+    scaler = StandardScaler(with_mean=standardize, with_std=standardize).fit(features)
     x = scaler.transform(features)
     y = targets
     if prep.config.task == "regression":
         y = (targets - prep.target_stats[0]) / prep.target_stats[1]
-    est = _estimator(prep).fit(x, y)
+    kind = kind or prep.config.head
+    est = _estimator(kind, prep.config.task, prep.strategy.config).fit(x, y)
     coef = np.atleast_2d(est.coef_).astype(np.float64)
     intercept = np.atleast_1d(est.intercept_).astype(np.float64)
     n_out = prep.model.head.out_features
     if coef.shape[0] == 1 and n_out == 2:  # binary: sklearn keeps one score for the positive class
         coef = np.vstack([np.zeros_like(coef), coef])
         intercept = np.concatenate([[0.0], intercept])
-    scale = scaler.scale_
+    scale = scaler.scale_ if standardize else np.ones(coef.shape[1])
     weight = coef / scale
-    bias = intercept - weight @ scaler.mean_
+    bias = intercept - (weight @ scaler.mean_ if standardize else 0.0)
     head: nn.Linear = prep.model.head
     with torch.no_grad():
         head.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))

@@ -29,6 +29,8 @@ class TransferModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        #: Keep every BatchNorm's running statistics fixed, also in trained groups (set by strategies).
+        self.freeze_bn_stats = False
 
     def forward(self, inputs) -> torch.Tensor:
         return self.head(self.backbone(inputs))
@@ -40,17 +42,17 @@ class TransferModel(nn.Module):
     def train(self, mode: bool = True):
         super().train(mode)
         if mode:
-            freeze_frozen_batchnorm(self.backbone)
+            freeze_frozen_batchnorm(self.backbone, all_layers=self.freeze_bn_stats)
         return self
 
     def trainable_parameters(self) -> dict[str, nn.Parameter]:
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
 
-def freeze_frozen_batchnorm(module: nn.Module) -> None:
-    """Put BatchNorm layers whose affine parameters are all frozen in eval mode (statistics fixed)."""
+def freeze_frozen_batchnorm(module: nn.Module, all_layers: bool = False) -> None:
+    """Put BatchNorm layers whose affine parameters are all frozen (or all, if asked) in eval mode."""
     for m in module.modules():
         if isinstance(m, _BatchNorm):
             params = list(m.parameters(recurse=False))
-            if params and not any(p.requires_grad for p in params):
+            if all_layers or (params and not any(p.requires_grad for p in params)):
                 m.eval()

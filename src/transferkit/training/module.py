@@ -92,7 +92,9 @@ class TransferModule(L.LightningModule):
         if new_groups:
             scheduler = self.lr_schedulers()
             optim.add_param_groups(self.optimizers().optimizer, new_groups, self.lr, self.weight_decay, scheduler)
-            self.model.train()  # re-applies the frozen-BatchNorm rule to what is still frozen
+        # Lightning trains in whatever mode it finds the model (a probe's feature pass leaves it in eval,
+        # a fresh one has every BatchNorm in train); train() applies the frozen-BatchNorm rule to both.
+        self.model.train()
         self.log("train/trainable_params", float(sum(p.numel() for p in self.model.parameters() if p.requires_grad)),
                  on_step=False, on_epoch=True)
 

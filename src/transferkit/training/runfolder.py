@@ -15,8 +15,8 @@ MODEL_META = "transferkit.json"
 FORMAT_VERSION = 1
 
 
-def open_run_folder(config: RunConfig, *, resume: bool) -> Path:
-    """Create (or, with resume, reopen) the run folder; never overwrite a different or finished run."""
+def check_run_folder(config: RunConfig, *, resume: bool) -> None:
+    """Refuse an --out that cannot take this run, before anything is loaded or written."""
     if not config.out:
         raise RunFolderError("No output folder: pass --out DIR (the run folder to create).")
     out = Path(config.out)
@@ -25,6 +25,9 @@ def open_run_folder(config: RunConfig, *, resume: bool) -> Path:
         if not saved.is_file():
             raise RunFolderError(f"Cannot resume: {out} is not a transferkit run (no config.yaml). "
                                  "Drop --resume to start a new run there.")
+        if (out / "metrics.json").is_file():
+            raise RunFolderError(f"Cannot resume {out}: it is a finished run (metrics.json exists); "
+                                 "choose another --out for a new run.")
         previous = load_yaml(saved)
         differing = [k for k, v in config.to_dict().items() if k != "out" and previous.get(k) != v]
         if differing:
@@ -34,8 +37,14 @@ def open_run_folder(config: RunConfig, *, resume: bool) -> Path:
         what = "a finished run" if (out / "metrics.json").is_file() else (
             "an unfinished run (add --resume to continue it)" if saved.is_file() else "other files")
         raise RunFolderError(f"Output folder {out} already holds {what}; choose another --out.")
+
+
+def open_run_folder(config: RunConfig, *, resume: bool) -> Path:
+    """Create (or, with resume, reopen) the run folder; never overwrite a different or finished run."""
+    check_run_folder(config, resume=resume)
+    out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_yaml(config.to_dict(), saved)
+    save_yaml(config.to_dict(), out / "config.yaml")
     return out
 
 
