@@ -127,7 +127,7 @@ def _predict_inputs(run, items: list[str]):
     if single is not None and (single.is_dir() or single.is_file() and single.suffix.lower() in TABLE_READERS):
         cfg = run.config
         parts = load_data(items[0], task=cfg.task, text_column=cfg.text_column, image_column=cfg.image_column,
-                          label_column=cfg.label_column, require_labels=False)
+                          label_column=cfg.label_column, require_labels=False, min_classes=1)
         return next(iter(parts.values()))
     if run.meta["modality"] == "image":
         from transferkit.data import open_image

@@ -108,7 +108,7 @@ class Run:
 
         cfg = self.config
         options = dict(task=cfg.task, text_column=cfg.text_column, image_column=cfg.image_column,
-                       label_column=cfg.label_column, skip_bad_files=cfg.skip_bad_files)
+                       label_column=cfg.label_column, skip_bad_files=cfg.skip_bad_files, min_classes=1)
         options.update(load_options)
         parts = load_data(data, **options)
         merged = parts["all"] if "all" in parts else parts.get("test") or next(iter(parts.values()))

@@ -22,6 +22,7 @@ def load_data(
     label_column: str = "label",
     skip_bad_files: bool = False,
     require_labels: bool = True,
+    min_classes: int = 2,
 ) -> dict[str, LabeledData]:
     """Load a data set by name or path.
 
@@ -35,6 +36,8 @@ def load_data(
         skip_bad_files: leave unreadable images out with a warning naming each, instead of failing.
         require_labels: when False, a table without a label column or a flat folder of images
             loads with targets None.
+        min_classes: the fewest classes labeled classification data may have: 2 to train on it,
+            1 to evaluate or predict a holdout that holds only some of the training classes.
 
     Returns:
         {"all": data}, or the predefined parts among {"train", "val", "test"} of an image folder.
@@ -59,12 +62,12 @@ def load_data(
         if task != "classification":
             raise ConfigError(f"Image folder {spec} gives class labels; use --task classification or a table.")
         raw = load_image_folder(path, require_labels=require_labels, skip_bad_files=skip_bad_files)
-        return _assemble(raw, modality="image", task=task, name=spec)
+        return _assemble(raw, modality="image", task=task, name=spec, min_classes=min_classes)
     part, modality = load_table(
         path, task=task, text_column=text_column, image_column=image_column, label_column=label_column,
         require_labels=require_labels, skip_bad_files=skip_bad_files,
     )
-    return _assemble({"all": part}, modality=modality, task=task, name=spec)
+    return _assemble({"all": part}, modality=modality, task=task, name=spec, min_classes=min_classes)
 
 
 def _load_demo(spec: str, task: str) -> LabeledData:
@@ -74,8 +77,9 @@ def _load_demo(spec: str, task: str) -> LabeledData:
     return data
 
 
-def _assemble(raw: dict[str, RawPart], *, modality: str, task: str, name: str) -> dict[str, LabeledData]:
-    classes = _union_classes(raw, name) if task == "classification" else None
+def _assemble(raw: dict[str, RawPart], *, modality: str, task: str, name: str,
+              min_classes: int = 2) -> dict[str, LabeledData]:
+    classes = _union_classes(raw, name, min_classes) if task == "classification" else None
     return {
         key: from_raw_labels(
             part.inputs, part.labels, modality=modality, task=task,
@@ -86,12 +90,12 @@ def _assemble(raw: dict[str, RawPart], *, modality: str, task: str, name: str) -
     }
 
 
-def _union_classes(raw: dict[str, RawPart], name: str) -> list[str] | None:
+def _union_classes(raw: dict[str, RawPart], name: str, min_classes: int = 2) -> list[str] | None:
     labeled = [part.labels for part in raw.values() if part.labels is not None]
     if not labeled:
         return None
     classes = sorted({label for labels in labeled for label in labels})
-    if len(classes) < 2:
+    if len(classes) < min_classes:
         raise DataError(
             f"{name} has only one class ({', '.join(repr(c) for c in classes)}); classification needs "
             "at least two classes (check --label-column, or use --task regression for numeric targets)."

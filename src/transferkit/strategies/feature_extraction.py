@@ -10,12 +10,13 @@ from transferkit.strategies.base import Strategy, StrategyConfig
 @dataclass(frozen=True)
 class FeatureExtractionConfig(StrategyConfig):
     """Args:
-        C: inverse regularisation strength of the `logistic` head (scikit-learn's C).
+        C: inverse regularisation strength of the `logistic` head (scikit-learn's C);
+            None chooses it by 3-fold cross-validation over 0.01..100 (slower on large features).
         ridge_alpha: regularisation strength of the `ridge` head.
         standardize: standardise features before a scikit-learn head (folded into the saved layer).
     """
 
-    C: float = 1.0
+    C: float | None = 1.0
     ridge_alpha: float = 1.0
     standardize: bool = False
 

@@ -131,12 +131,18 @@ def trainer_for(prep: Prepared, out: Path, *, progress: bool, has_val: bool, epo
 
     metric, mode = main_metric(prep.config.task)
     monitor = f"val/{metric}" if has_val else None
-    callbacks = [ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                                 save_last=True, save_top_k=1, enable_version_counter=False)]
+    # Two callbacks: with a monitor, Lightning refreshes `last` only when the metric improves,
+    # and a resume must restart from the last epoch, not the best one.
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                           save_top_k=1, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                           enable_version_counter=False)
+    callbacks = [best, last]
     if has_val and prep.config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=prep.config.patience))
     return L.Trainer(
-        max_epochs=epochs, accelerator="auto", devices=1, logger=CSVLogger(out, name="logs", version=""),
+        max_epochs=epochs, accelerator="auto", devices=1,
+        logger=CSVLogger(out, name="logs", version=runfolder.next_log_version(out)),
         precision="bf16-mixed" if prep.config.precision == "bf16" else "32-true", callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0, deterministic=False,
@@ -156,7 +162,7 @@ def run_lightning(prep: Prepared, out: Path, train_loader, val_loader, *, featur
     ckpt_path = str(last) if resume and last.is_file() else None
     prep.model.train()  # feature passes leave it in eval; Lightning keeps whatever mode it finds
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
-    best = trainer.checkpoint_callback.best_model_path or str(last)
+    best = trainer.checkpoint_callback.best_model_path or str(last)  # the first callback: "best"
     if best and Path(best).is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)
         prep.strategy.load_state_dict(state.get("transferkit_strategy", {}), prep.model)
@@ -193,7 +199,7 @@ def train_on_features(prep: Prepared, out: Path, *, resume: bool, progress: bool
     def tensor_loader(split: str, shuffle: bool):
         data = prep.splits[split]
         targets = torch.as_tensor(data.targets)
-        ds = TensorDataset(torch.as_tensor(feats[split]), targets, torch.arange(len(data)))
+        ds = TensorDataset(torch.from_numpy(np.array(feats[split])), targets, torch.arange(len(data)))
         return DataLoader(ds, batch_size=prep.config.batch_size, shuffle=shuffle,
                           generator=torch.Generator().manual_seed(prep.config.seed))
 

@@ -28,7 +28,12 @@ def _estimator(kind: str, task: str, options):
     from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 
     if kind == "logistic":
-        return LogisticRegression(C=getattr(options, "C", 1.0), max_iter=3000)
+        C = getattr(options, "C", 1.0)
+        if C is None:  # chosen by 3-fold cross-validation on the training features
+            from sklearn.linear_model import LogisticRegressionCV
+
+            return LogisticRegressionCV(Cs=np.logspace(-2, 2, 5).tolist(), cv=3, max_iter=3000)
+        return LogisticRegression(C=C, max_iter=3000)
     alpha = getattr(options, "ridge_alpha", 1.0)
     return RidgeClassifier(alpha=alpha) if task == "classification" else Ridge(alpha=alpha)
 
@@ -72,7 +77,7 @@ def sklearn_history(prep, feats: dict[str, np.ndarray], out: Path) -> list[dict]
     head = prep.model.head
     for split, x in feats.items():
         with torch.no_grad():
-            logits = head(torch.as_tensor(x))
+            logits = head(torch.from_numpy(np.array(x)))
         if prep.config.task == "classification":
             preds = logits.argmax(-1).numpy()
         else:

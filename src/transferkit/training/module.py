@@ -87,6 +87,9 @@ class TransferModule(L.LightningModule):
         scheduler = optim.WarmupCosine(optimizer, self.total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def on_train_start(self):
+        self.model.train()  # groups re-unfrozen by a resume need the BatchNorm rule applied again
+
     def on_train_epoch_start(self):
         new_groups = self.strategy.on_epoch_start(self.model, self.current_epoch)
         if new_groups:

@@ -58,14 +58,21 @@ def write_predictions(path: Path, data, preds: np.ndarray) -> None:
     atomic_write_text(path, frame.to_csv(index_label="index"))
 
 
+def next_log_version(out: Path) -> str:
+    """A fresh CSV-log folder per attempt: Lightning empties an existing one when a run resumes."""
+    existing = sorted((out / "logs").glob("attempt*"))
+    return f"attempt{len(existing) + 1}"
+
+
 def read_history(out: Path) -> list[dict]:
-    """Per-epoch rows from Lightning's CSV log (train and val rows merged)."""
+    """Per-epoch rows from Lightning's CSV logs of every attempt (train and val rows merged)."""
     import pandas as pd
 
-    path = out / "logs" / "metrics.csv"
-    if not path.is_file():
+    paths = sorted((out / "logs").glob("attempt*/metrics.csv"), key=lambda p: int(p.parent.name[7:]))
+    frames = [pd.read_csv(p) for p in paths if p.stat().st_size]
+    if not frames:
         return []
-    frame = pd.read_csv(path)
+    frame = pd.concat(frames, ignore_index=True)
     if "epoch" not in frame:
         return []
     frame = frame.drop(columns=[c for c in ("step",) if c in frame]).groupby("epoch", as_index=False).last()

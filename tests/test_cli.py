@@ -1,0 +1,215 @@
+"""The `transferkit` subcommands, run in-process: fit writes a run folder; evaluate, predict and the listings."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from synthetic_data import COLORS, write_color_images, write_counts, write_reviews
+
+import transferkit
+from transferkit.backbones import create_backbone, list_backbones
+from transferkit.strategies import STRATEGIES, list_strategies
+
+CLASSIFICATION_KEYS = {"accuracy", "macro_f1", "precision", "recall"}
+REGRESSION_KEYS = {"mae", "rmse", "r2"}
+RUN_FIXTURES = ["fe_image_run", "full_image_run", "text_run"]
+
+
+def read_config(run: Path) -> dict:
+    return yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+
+
+def read_metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+
+
+# ---- fit --------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("run_fixture", RUN_FIXTURES)
+def test_fit_writes_a_run_folder(request, run_fixture):
+    run = request.getfixturevalue(run_fixture)
+    for name in ("config.yaml", "metrics.json", "history.csv", "predictions_val.csv", "predictions_test.csv",
+                 "model/model.safetensors", "model/transferkit.json"):
+        assert (run / name).is_file(), name
+
+
+@pytest.mark.parametrize("run_fixture", RUN_FIXTURES)
+def test_saved_config_is_fully_resolved(request, run_fixture):
+    config = read_config(request.getfixturevalue(run_fixture))
+    strategy = STRATEGIES.get(config["strategy"])
+    assert isinstance(config["epochs"], int) and config["epochs"] >= 1
+    assert isinstance(config["lr"], float) and config["lr"] > 0
+    assert config["head"] == strategy.defaults["head"]
+    assert set(config["strategy_options"]) == {f.name for f in fields(strategy.config_class)}
+    assert set(config) == {f.name for f in fields(transferkit.RunConfig)}
+    transferkit.RunConfig.from_dict(config)  # loads back as it was saved
+
+
+@pytest.mark.parametrize("run_fixture", RUN_FIXTURES)
+def test_metrics_json(request, run_fixture):
+    run = request.getfixturevalue(run_fixture)
+    metrics, config = read_metrics(run), read_config(run)
+    assert set(metrics["val"]) == set(metrics["test"]) == CLASSIFICATION_KEYS
+    assert all(0 <= v <= 1 for split in ("val", "test") for v in metrics[split].values())
+    assert metrics["strategy"] == config["strategy"] and metrics["model"] == config["model"]
+    assert metrics["train_seconds"] >= 0
+    assert 0 < metrics["trainable_params"] <= metrics["total_params"]
+    model = transferkit.load_run(run).model
+    assert metrics["total_params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_feature_extraction_trains_only_the_head(fe_image_run):
+    metrics = read_metrics(fe_image_run)
+    head = [g for g in metrics["groups"] if g["group"] == "head"][0]
+    assert metrics["trainable_params"] == head["total"] == 32 * len(COLORS) + len(COLORS)
+
+
+def test_lightning_run_has_checkpoints_and_one_history_row_per_epoch(full_image_run):
+    assert {p.name for p in (full_image_run / "checkpoints").iterdir()} >= {"last.ckpt"}
+    history = pd.read_csv(full_image_run / "history.csv")
+    assert list(history["epoch"]) == list(range(read_metrics(full_image_run)["epochs_run"]))
+    assert {"train/loss", "val/accuracy"} <= set(history.columns)
+
+
+def test_fit_on_text_saves_the_tokenizer(text_run):
+    encoder = text_run / "model" / "encoder"
+    assert (encoder / "config.json").is_file()
+    assert (encoder / "tokenizer.json").is_file() or (encoder / "vocab.txt").is_file()
+
+
+def test_fit_regression_from_a_table(cli, tmp_path):
+    table = write_counts(tmp_path / "counts.csv")
+    result = cli("fit", "--data", table, "--task", "regression", "--model", "tiny-text", "--out", tmp_path / "r")
+    assert result.code == 0, result.err
+    metrics = read_metrics(tmp_path / "r")
+    assert set(metrics["val"]) == set(metrics["test"]) == REGRESSION_KEYS
+    assert metrics["test"]["rmse"] >= metrics["test"]["mae"] >= 0
+    assert read_config(tmp_path / "r")["head"] == "ridge"
+    meta = json.loads((tmp_path / "r" / "model" / "transferkit.json").read_text())
+    assert meta["task"] == "regression" and meta["classes"] is None
+    predicted = cli("predict", tmp_path / "r", "good", "good good good good good good", "--out", tmp_path / "p.csv")
+    assert predicted.code == 0
+    values = pd.read_csv(tmp_path / "p.csv")["prediction"]
+    assert values.dtype.kind == "f" and values[1] > values[0]  # more "good", larger count
+
+
+def test_config_file_with_flags_overriding_it(cli, tmp_path, color_images):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": str(color_images), "model": "tiny-cnn", "strategy": "partial", "epochs": 5, "lr": 0.02,
+        "image-size": 16, "strategy_options": {"freeze": 1, "backbone_lr_scale": 0.5},
+    }))
+    result = cli("fit", "--config", config, "--epochs", 1, "--freeze", 2, "--out", tmp_path / "r")
+    assert result.code == 0, result.err
+    saved = read_config(tmp_path / "r")
+    assert saved["epochs"] == 1 and saved["lr"] == 0.02 and saved["image_size"] == 16  # flag wins, file fills
+    assert saved["strategy"] == "partial"
+    assert saved["strategy_options"]["freeze"] == 2 and saved["strategy_options"]["backbone_lr_scale"] == 0.5
+    assert read_metrics(tmp_path / "r")["epochs_run"] == 1
+
+
+# ---- predict ----------------------------------------------------------------------------------------------
+
+def test_predict_images_to_csv(cli, tmp_path, fe_image_run, color_images):
+    images = [color_images / "red" / "3.png", color_images / "blue" / "7.png", color_images / "green" / "1.png"]
+    result = cli("predict", fe_image_run, *images, "--out", tmp_path / "preds.csv")
+    assert result.code == 0 and "Wrote 3 predictions" in result.out
+    with (tmp_path / "preds.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [row["input"] for row in rows] == [str(p) for p in images]
+    assert all(row["prediction"] in COLORS for row in rows)
+    for row in rows:
+        probabilities = [float(row[f"p_{c}"]) for c in COLORS]
+        assert sum(probabilities) == pytest.approx(1, abs=1e-5)
+        assert float(row["probability"]) == pytest.approx(max(probabilities))
+        assert row["prediction"] == max(COLORS, key=lambda c: float(row[f"p_{c}"]))
+
+
+def test_predict_prints_without_out(cli, fe_image_run, color_images):
+    result = cli("predict", fe_image_run, color_images / "red" / "0.png")
+    assert result.code == 0
+    header, row = result.out.strip().splitlines()
+    assert header.split() == ["input", "prediction", "probability"]
+    assert row.split()[1] in COLORS
+
+
+def test_predict_raw_texts(cli, text_run):
+    result = cli("predict", text_run, "great fun movie", "dreadful waste of time")
+    assert result.code == 0
+    lines = result.out.strip().splitlines()
+    assert len(lines) == 3 and lines[1].split()[-2] in ("neg", "pos") and lines[2].split()[-2] in ("neg", "pos")
+
+
+def test_predict_a_text_table(cli, tmp_path, text_run):
+    table = write_reviews(tmp_path / "unlabeled.csv", per_class=3, seed=5, labeled=False)
+    result = cli("predict", text_run, table, "--out", tmp_path / "preds.csv")
+    assert result.code == 0, result.err
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert list(preds["input"]) == list(pd.read_csv(table)["text"])  # one row per table row, not the file name
+    assert set(preds["prediction"]) <= {"neg", "pos"}
+
+
+# ---- evaluate ---------------------------------------------------------------------------------------------
+
+def test_evaluate_prints_metrics_of_the_holdout(cli, tmp_path, fe_image_run):
+    holdout = write_color_images(tmp_path / "holdout", per_class=4, seed=99)
+    result = cli("evaluate", fe_image_run, "--data", holdout)
+    assert result.code == 0
+    metrics = json.loads(result.out)
+    assert set(metrics) == CLASSIFICATION_KEYS
+    paths = sorted(holdout.rglob("*.png"))
+    predicted = transferkit.load_run(fe_image_run).predict([str(p) for p in paths])
+    hits = [row["prediction"] == path.parent.name for row, path in zip(predicted, paths)]
+    assert metrics["accuracy"] == pytest.approx(sum(hits) / len(hits))
+    assert metrics["accuracy"] >= 0.75  # three clearly different colours
+
+
+def test_evaluate_a_subset_of_the_classes(cli, tmp_path, text_run):
+    holdout = tmp_path / "pos.csv"
+    holdout.write_text("text,label\ngreat fun movie,pos\nsuperb and moving,pos\n", encoding="utf-8")
+    result = cli("evaluate", text_run, "--data", holdout)
+    assert result.code == 0, result.err
+    assert set(json.loads(result.out)) == CLASSIFICATION_KEYS
+
+
+# ---- listings ---------------------------------------------------------------------------------------------
+
+def test_models_lists_every_backbone(cli):
+    result = cli("models")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    for row in list_backbones():
+        line = next(line for line in lines if line.split()[0] == row["name"])
+        assert line.split()[1] == row["modality"]
+    assert "timm:<name>" in lines[-1] and "hf:<name>" in lines[-1]
+
+
+def test_inspect_lists_layer_groups_in_order(cli):
+    result = cli("inspect", "tiny-cnn")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    backbone = create_backbone("tiny-cnn")
+    assert lines[0] == f"tiny-cnn: 32 features, {sum(p.numel() for p in backbone.parameters()):,} parameters"
+    start = lines.index("layer groups (input -> output):") + 1
+    listed = [line.split() for line in lines[start:start + 3]]
+    assert [row[1] for row in listed] == ["stem", "block1", "block2"]
+    assert [row[0] for row in listed] == ["0", "1", "2"]
+    expected = [f"{sum(p.numel() for p in g.parameters()):,}" for g in backbone.layer_groups()]
+    assert [row[2] for row in listed] == expected
+    assert lines[start + 3].startswith("preprocessing:") and "input_size=(16, 16)" in lines[start + 3]
+
+
+def test_strategies_lists_every_registered_strategy(cli):
+    result = cli("strategies")
+    assert result.code == 0
+    lines = result.out.splitlines()
+    assert len(lines) == len(STRATEGIES.names())
+    for line, row in zip(lines, list_strategies()):
+        assert line.split()[0] == row["name"]
+        assert line.endswith(row["when_to_use"]) and row["when_to_use"]
