@@ -152,7 +152,9 @@ def trainer_for(prep: Prepared, out: Path, *, progress: bool, has_val: bool, epo
 def run_lightning(prep: Prepared, out: Path, train_loader, val_loader, *, features_input: bool,
                   resume: bool, progress: bool) -> list[dict]:
     from transferkit.training.module import TransferModule
+    from transferkit.training.quiet import quiet_lightning
 
+    quiet_lightning()
     cfg = prep.config
     module = TransferModule(prep.model, prep.strategy, task=cfg.task, lr=cfg.lr, weight_decay=cfg.weight_decay,
                             total_steps=cfg.epochs * len(train_loader), features_input=features_input,

@@ -40,15 +40,19 @@ def _estimator(kind: str, task: str, options):
 
 def fit_sklearn_head(prep, features: np.ndarray, targets: np.ndarray, kind: str | None = None,
                      standardize: bool = False) -> None:
-    """Fit on the features (optionally standardised) and fold the result into `prep.model.head`.
+    """Fit on scaled features and fold the scaling into `prep.model.head` (a Linear layer).
 
-    Raw features are the default: standardising near-constant features and folding the scaler
-    back gives huge weights, which then blow up when fine-tuning moves those features.
+    By default one global scale brings the features to unit root-mean-square, so C means the
+    same for every backbone. Per-feature standardising (`standardize=True`) is optional:
+    folding it back gives near-constant features huge weights, which blow up as soon as
+    fine-tuning moves those features.
     """
     from sklearn.preprocessing import StandardScaler
 
+    features = np.asarray(features, dtype=np.float64)
     scaler = StandardScaler(with_mean=standardize, with_std=standardize).fit(features)
-    x = scaler.transform(features)
+    rms = 1.0 if standardize else float(np.sqrt(np.mean(features ** 2))) or 1.0
+    x = scaler.transform(features) / rms
     y = targets
     if prep.config.task == "regression":
         y = (targets - prep.target_stats[0]) / prep.target_stats[1]
@@ -60,7 +64,7 @@ def fit_sklearn_head(prep, features: np.ndarray, targets: np.ndarray, kind: str 
     if coef.shape[0] == 1 and n_out == 2:  # binary: sklearn keeps one score for the positive class
         coef = np.vstack([np.zeros_like(coef), coef])
         intercept = np.concatenate([[0.0], intercept])
-    scale = scaler.scale_ if standardize else np.ones(coef.shape[1])
+    scale = scaler.scale_ if standardize else np.full(coef.shape[1], rms)
     weight = coef / scale
     bias = intercept - (weight @ scaler.mean_ if standardize else 0.0)
     head: nn.Linear = prep.model.head
