@@ -44,7 +44,7 @@ class Full(Strategy):
 
     name = "full"
     config_class = FullConfig
-    when_to_use = "Enough labels or a distant domain: every layer trains (head warm-up, lower backbone lr)."
+    when_to_use = "Enough labels or a distant domain: every layer trains (probe-initialised head, lower backbone lr)."
 
     def trainable_at(self, epoch, group_names):
         return [] if epoch < self.config.head_warmup else list(reversed(group_names))
