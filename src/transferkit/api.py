@@ -73,3 +73,28 @@ def evaluate(folder: str | Path, data: str, **load_options: Any) -> dict[str, fl
 
 def predict(folder: str | Path, inputs) -> list[dict[str, Any]]:
     return Run.load(folder).predict(inputs)
+
+
+def compare(config: RunConfig | str | Path | None = None, *, strategies, train_per_class=None, seeds=3,
+            out: str | Path | None = None, progress: bool = True, **options: Any):
+    """Fit each strategy at each number of labels per class and seed; write comparison.csv and a report.
+
+    Every `fit` option passes through to each cell. Re-running the same call skips finished cells.
+
+    Example:
+        cmp = transferkit.compare(data="demo:mnist", model="efficientnet_lite0",
+                                  strategies="feature-extraction,full,scratch", train_per_class="10,50",
+                                  seeds=3, image_size=64, out="runs/cmp-mnist")
+        cmp.table  # comparison.csv;  cmp.report_html
+    """
+    from transferkit.evaluation.compare import compare as _compare
+
+    return _compare(config, strategies=strategies, train_per_class=train_per_class, seeds=seeds, out=out,
+                    progress=progress, **options)
+
+
+def report(folder: str | Path):
+    """Rebuild comparison.csv, report.md and report.html of a comparison folder from its finished cells."""
+    from transferkit.evaluation.compare import report as _report
+
+    return _report(folder)

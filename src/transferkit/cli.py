@@ -20,10 +20,23 @@ STRATEGY_FLAGS = {
     "--lora-alpha": ("lora_alpha", int, "lora: adapter scaling numerator"),
     "--target-modules": ("target_modules", str, "lora: comma-separated module names or a regex"),
     "--C": ("C", float, "feature-extraction: inverse regularisation of the logistic head"),
+    "--budget-seconds": ("budget_seconds", float, "auto: most seconds fine-tuning may take (else feature extraction)"),
 }
 
 
-def _add_fit_options(p: argparse.ArgumentParser) -> None:
+class _Skipping:
+    """Adds arguments to `parser` except the flags in `skip` (compare replaces some fit flags with lists)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, skip: tuple[str, ...]):
+        self.parser, self.skip = parser, skip
+
+    def add_argument(self, *flags, **kwargs):
+        if flags[0] not in self.skip:
+            self.parser.add_argument(*flags, **kwargs)
+
+
+def _add_fit_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    p = _Skipping(p, skip) if skip else p
     p.add_argument("--config", help="YAML file of options; flags given here override it")
     p.add_argument("--data", help="image folder, .csv/.jsonl/.parquet table, or demo:mnist|digits|rotten-tomatoes")
     p.add_argument("--model", help="backbone name (see `transferkit models`), timm:<arch> or hf:<id-or-folder>")
@@ -52,8 +65,32 @@ def _add_fit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["32", "bf16"])
     p.add_argument("--num-workers", type=int)
     p.add_argument("--head", help="linear | mlp | logistic | ridge (scikit-learn heads: feature-extraction only)")
+    p.add_argument("--tracker", help="experiment tracker besides the CSV log: csv | tensorboard | mlflow")
+    p.add_argument("--tracking-uri", help="MLflow store URI (default: sqlite:///<output root>/mlflow.db)")
+    p.add_argument("--experiment", help="MLflow experiment name (default: transferkit; compare: its folder name)")
+    p.add_argument("--feature-cache", help="folder of cached frozen-backbone features (compare: <out>/feature-cache)")
     for flag, (dest, kind, text) in STRATEGY_FLAGS.items():
         p.add_argument(flag, dest=f"opt_{dest}", type=kind, help=text)
+
+
+def _add_rank_parser(sub) -> None:
+    rk = sub.add_parser("rank", help="score backbones on your data from frozen features (LogME, H-score, LEEP, NCE)")
+    rk.add_argument("--data", required=True, help="what fit takes as --data")
+    rk.add_argument("--models", required=True, help="comma-separated backbones; <name>@random is a random init")
+    rk.add_argument("--scores", help="comma-separated scores (default: logme,hscore,leep,nce)")
+    rk.add_argument("--sort-by", default="logme", help="score to sort by (default: logme)")
+    rk.add_argument("--control", choices=["random"], help="add a randomly initialised copy of the first model")
+    rk.add_argument("--validate", action="store_true", help="fine-tune each briefly; Kendall's tau per score")
+    rk.add_argument("--validate-strategy", default="full", help="strategy of those fine-tunings (default: full)")
+    rk.add_argument("--validate-epochs", type=int, default=3, help="their epochs (default: 3)")
+    rk.add_argument("--out", default="runs/rank", help="folder for ranking.csv and the validation runs")
+    for flag in ("--text-column", "--image-column", "--label-column", "--test-data", "--feature-cache"):
+        rk.add_argument(flag)
+    for flag in ("--train-per-class", "--image-size", "--max-length", "--seed", "--batch-size"):
+        rk.add_argument(flag, type=int)
+    for flag in ("--val-fraction", "--test-fraction"):
+        rk.add_argument(flag, type=float)
+    rk.add_argument("--precision", choices=["32", "bf16"])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--out", default="runs/quickstart")
     qs.add_argument("--train-per-class", type=int, default=50)
     qs.add_argument("--image-size", type=int, default=64)
+    cmp = sub.add_parser("compare", help="fit strategies x labels per class x seeds; comparison.csv and a report")
+    _add_fit_options(cmp, skip=("--strategy", "--train-per-class", "--seed", "--resume"))
+    cmp.add_argument("--strategies", required=True, help="comma-separated, e.g. feature-extraction,full,scratch")
+    cmp.add_argument("--train-per-class", help="comma-separated labels per class and/or all, e.g. 10,50,all")
+    cmp.add_argument("--seeds", default="3", help="number of seeds (3: seeds 0, 1, 2) or a list (0,5,7)")
+    rep = sub.add_parser("report", help="rebuild comparison.csv, report.md and report.html of a compare folder")
+    rep.add_argument("folder")
+    _add_rank_parser(sub)
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
@@ -173,8 +218,38 @@ def cmd_quickstart(args) -> None:
     quickstart(out=args.out, train_per_class=args.train_per_class, image_size=args.image_size)
 
 
+def cmd_compare(args) -> None:
+    from transferkit.api import compare
+
+    axes = ("strategies", "train_per_class", "seeds")
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "debug", "config", *axes) and not k.startswith("opt_")}
+    options.update({k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None})
+    compare(args.config, **{k: getattr(args, k) for k in axes}, **options)
+
+
+def cmd_report(args) -> None:
+    from transferkit.api import report
+
+    result = report(args.folder)
+    print(f"Wrote {result.report_html}, {result.report_md} and comparison.csv ({len(result.table)} cells).")
+
+
+def cmd_rank(args) -> None:
+    from transferkit.transferability import rank
+
+    settings = ("command", "debug", "data", "models", "scores", "sort_by", "control", "validate",
+                "validate_strategy", "validate_epochs", "out")
+    options = {k: v for k, v in vars(args).items() if k not in settings and v is not None}
+    ranking = rank(args.data, args.models, scores=args.scores, sort_by=args.sort_by, control=bool(args.control),
+                   validate=args.validate, validate_strategy=args.validate_strategy,
+                   validate_epochs=args.validate_epochs, out=args.out, **options)
+    print(f"Wrote {ranking.folder / 'ranking.csv'}")
+
+
 COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
-            "inspect": cmd_inspect, "strategies": cmd_strategies, "quickstart": cmd_quickstart}
+            "inspect": cmd_inspect, "strategies": cmd_strategies, "quickstart": cmd_quickstart,
+            "compare": cmd_compare, "report": cmd_report, "rank": cmd_rank}
 
 
 def main(argv: list[str] | None = None) -> int:

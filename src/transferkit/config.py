@@ -23,7 +23,10 @@ class RunConfig:
 
     `epochs`, `lr` and `head` left as None take the strategy's defaults; `strategy_options`
     holds the strategy's own settings (e.g. `freeze`, `layer_decay`, `alpha`) and is checked
-    against that strategy's config class.
+    against that strategy's config class. `tracker` names an experiment tracker (csv, tensorboard,
+    mlflow) logged to besides the run folder's CSV log; `tracking_uri` and `experiment` say where
+    (MLflow: a store URI, default a SQLite file next to the run folder). `feature_cache` is the
+    folder of cached frozen-backbone features (default: $TRANSFERKIT_CACHE/features).
     """
 
     data: str
@@ -53,6 +56,10 @@ class RunConfig:
     num_workers: int = 0
     head: str | None = None
     strategy_options: dict[str, Any] = field(default_factory=dict)
+    tracker: str = "csv"
+    tracking_uri: str | None = None
+    experiment: str | None = None
+    feature_cache: str | None = None
 
     def __post_init__(self):
         if self.task not in TASKS:

@@ -120,8 +120,12 @@ class Run:
 
     def summary_rows(self) -> list[tuple[str, str]]:
         m = self.metrics
-        rows = [("model", m["model"]), ("strategy", m["strategy"]),
-                ("train / val / test", f"{m['n_train']} / {m['n_val']} / {m['n_test']}")]
+        rows = [("model", m["model"]), ("strategy", m["strategy"])]
+        choice = m.get("strategy_choice")
+        if choice:  # the configured strategy chose this one from the data
+            rows[-1] = ("strategy", f"{m['strategy']} (chosen by {choice['by']})")
+            rows += [(f"{choice['by']}: why" if i == 0 else "", reason) for i, reason in enumerate(choice["reasons"])]
+        rows.append(("train / val / test", f"{m['n_train']} / {m['n_val']} / {m['n_test']}"))
         for split in ("val", "test"):
             for key, value in m.get(split, {}).items():
                 rows.append((f"{split}/{key}", f"{value:.4f}"))

@@ -16,7 +16,10 @@ import torch
 from PIL import Image
 
 from transferkit.backbones import create_backbone
+from transferkit.config import RunConfig
+from transferkit.data import LabeledData
 from transferkit.strategies import STRATEGIES, create_strategy
+from transferkit.strategies.base import ResolveContext
 from transferkit.training.model import TransferModel, make_head
 
 STRATEGY_NAMES = STRATEGIES.names()
@@ -40,8 +43,15 @@ TEXTS = ["a good film", "bad plot and worse acting", "the cat sat on the mat", "
 
 
 def strategy_for(name: str, **overrides):
-    """Strategy `name` with its conformance schedule options (probe init off: no data here)."""
+    """Strategy `name` with its conformance schedule options (probe init off: no data here).
+
+    A strategy that only chooses another from the data (`auto`) never trains itself: it is resolved
+    on `synthetic_context()` first, and the strategy it picks is held to the contracts.
+    """
     cls = STRATEGIES.get(name)
+    if cls.resolves_from_data:
+        choice = create_strategy(name, overrides).resolve(synthetic_context())
+        return strategy_for(choice.strategy, **choice.options)
     options = {**SCHEDULE_OPTIONS.get(name, {}), **overrides}
     if "probe_init" in cls.config_class.__dataclass_fields__:
         options.setdefault("probe_init", False)
@@ -144,6 +154,17 @@ def write_image_folder(root: Path, per_class: int = 8, classes=("circle", "squar
     return root
 
 
+def synthetic_context(per_class: int = 20, dims: int = 16, seed: int = 0) -> ResolveContext:
+    """What `Strategy.resolve` reads, for tiny-cnn: N_CLASSES classes, `per_class` labels each, random features."""
+    targets = np.repeat(np.arange(N_CLASSES), per_class)
+    images = [np.zeros((16, 16), dtype=np.uint8)] * len(targets)
+    train = LabeledData(images, targets, "image", "classification", [str(c) for c in range(N_CLASSES)], "synthetic")
+    features = np.random.default_rng(seed).normal(size=(len(targets), dims))
+    splits = {"train": train, "val": train.subset([]), "test": train.subset([])}
+    return ResolveContext(RunConfig(data="synthetic", model="tiny-cnn"), splits, _pristine_backbone("tiny-cnn", True),
+                          features=lambda split: features, step_seconds=lambda: 1e-3)
+
+
 def fit_options(image_folder: Path, strategy: str, out: Path, **overrides) -> dict:
     """Options of a fast `transferkit.fit` on the tiny CNN (12 train, 4 test images).
 
@@ -153,7 +174,7 @@ def fit_options(image_folder: Path, strategy: str, out: Path, **overrides) -> di
     options = dict(data=str(image_folder), model="tiny-cnn", strategy=strategy, out=str(out), image_size=16,
                    epochs=EPOCHS, batch_size=4, lr=1e-2, val_fraction=0.0, test_fraction=0.25)
     options.update(SCHEDULE_OPTIONS.get(strategy, {}))
-    if STRATEGIES.get(strategy).uses_cached_features:
+    if STRATEGIES.get(strategy).uses_cached_features or STRATEGIES.get(strategy).resolves_from_data:
         options["head"] = "linear"  # a neural head trains through Lightning, so it has checkpoints
     options.update(overrides)
     return options

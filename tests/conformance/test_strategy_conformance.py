@@ -339,3 +339,27 @@ def test_exported_model_loads_into_a_plain_model_and_predicts_the_same(strategy,
         torch.testing.assert_close(model(run.inputs), expected)  # the trained model is left as it was
     assert strat.summary(model) == summary, "export changed the model the run's summary is read from"
 
+
+
+# ---- 8. a strategy that chooses from the data resolves into one that trains ----------------------
+RESOLVING = [n for n in STRATEGY_NAMES if STRATEGIES.get(n).resolves_from_data]
+
+
+@pytest.mark.parametrize("strategy", RESOLVING)
+def test_resolving_strategy_chooses_a_registered_strategy_that_trains(strategy):
+    from conformance_helpers import synthetic_context
+
+    choice = create_strategy(strategy).resolve(synthetic_context())
+    assert choice.by == strategy and choice.reasons and all(isinstance(r, str) and r for r in choice.reasons)
+    assert choice.strategy in STRATEGY_NAMES and not STRATEGIES.get(choice.strategy).resolves_from_data
+    create_strategy(choice.strategy, choice.options)  # its options are valid
+
+
+@pytest.mark.parametrize("strategy", RESOLVING)
+def test_run_records_the_choice_and_saves_the_chosen_strategy(strategy, image_folder, tmp_path):
+    run = transferkit.fit(**fit_options(image_folder, strategy, tmp_path / "run"), progress=False)
+    choice = run.metrics["strategy_choice"]
+    assert choice["by"] == strategy and choice["chose"] == run.metrics["strategy"] == run.config.strategy
+    assert load_yaml(run.folder / "config.yaml")["strategy"] == choice["chose"]
+    assert dict(run.summary_rows())["strategy"] == f"{choice['chose']} (chosen by {strategy})"
+    assert [value for _, value in run.summary_rows()][2:2 + len(choice["reasons"])] == choice["reasons"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from transferkit.registry import Registry
+from transferkit.strategies.auto import Auto
 from transferkit.strategies.base import Strategy, StrategyConfig
 from transferkit.strategies.feature_extraction import FeatureExtraction
 from transferkit.strategies.full import Full
@@ -22,7 +23,7 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     return STRATEGIES.register(cls.name, cls)
 
 
-for _cls in (FeatureExtraction, Partial, Gradual, Full, L2SP, Lora, Scratch):
+for _cls in (FeatureExtraction, Partial, Gradual, Full, L2SP, Lora, Scratch, Auto):
     register_strategy(_cls)
 
 

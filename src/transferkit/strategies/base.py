@@ -8,9 +8,11 @@ state that a resumed run restores. Strategies override only what makes them diff
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from transferkit.errors import ConfigError, suggest
@@ -48,6 +50,48 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
     return value
 
 
+@dataclass(frozen=True)
+class StrategyChoice:
+    """What a strategy that chooses from the data (`Strategy.resolve`) picked, and why.
+
+    Attributes:
+        by: the choosing strategy's name.
+        strategy: the registered strategy the run trains with.
+        options: that strategy's options.
+        reasons: the rule's steps, in words, from the measurements to the choice.
+        signals: the measurements the rule read (labels per class, feature fit, ...).
+    """
+
+    by: str
+    strategy: str
+    options: dict[str, Any] = field(default_factory=dict)
+    reasons: tuple[str, ...] = ()
+    signals: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"by": self.by, "chose": self.strategy, "options": dict(self.options),
+                "reasons": list(self.reasons), "signals": dict(self.signals)}
+
+
+@dataclass(frozen=True)
+class ResolveContext:
+    """What `Strategy.resolve` may look at before anything trains.
+
+    Attributes:
+        config: the run's config (epochs, lr and head still as the user gave them).
+        splits: {"train", "val", "test"} LabeledData.
+        backbone: the backbone, pretrained as the resolving strategy asked.
+        features: `features(split)`: frozen backbone features of a split, from the feature cache.
+        step_seconds: `step_seconds()`: measured seconds of one training step per sample.
+    """
+
+    config: Any
+    splits: dict
+    backbone: Any
+    features: Callable[[str], np.ndarray]
+    step_seconds: Callable[[], float]
+
+
 class Strategy:
     """Hooks, all with sensible defaults. Subclasses set the class attributes below."""
 
@@ -59,12 +103,21 @@ class Strategy:
     defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "lr": 1e-3, "head": "linear"}
     uses_pretrained: ClassVar[bool] = True
     uses_cached_features: ClassVar[bool] = False
+    #: True for a strategy that only picks another registered strategy from the data (`resolve`).
+    resolves_from_data: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig | None = None):
         self.config = config or self.config_class()
         self.unfrozen: list[str] = []
 
     # ---- hooks ---------------------------------------------------------------------------
+    def resolve(self, context: ResolveContext) -> StrategyChoice | None:
+        """Name the registered strategy to train with, chosen from the data; None: train with this one.
+
+        `fit` calls it once, after loading the data and before building the model.
+        """
+        return None
+
     def validate(self, model, data: dict) -> None:
         """Refuse impossible setups before the first batch."""
 

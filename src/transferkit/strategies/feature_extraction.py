@@ -10,14 +10,14 @@ from transferkit.strategies.base import Strategy, StrategyConfig
 @dataclass(frozen=True)
 class FeatureExtractionConfig(StrategyConfig):
     """Args:
-        C: inverse regularisation strength of the `logistic` head (scikit-learn's C);
-            None chooses it by 3-fold cross-validation over 0.01..100 (slower on large features).
-        ridge_alpha: regularisation strength of the `ridge` head.
+        C: inverse regularisation strength of the `logistic` head (scikit-learn's C); None
+            chooses it on the validation split from 0.001..100 (features are scaled to unit RMS).
+        ridge_alpha: regularisation strength of the `ridge` head; None chooses it likewise.
         standardize: standardise features before a scikit-learn head (folded into the saved layer).
     """
 
-    C: float | None = 1.0
-    ridge_alpha: float = 1.0
+    C: float | None = None
+    ridge_alpha: float | None = None
     standardize: bool = False
 
 

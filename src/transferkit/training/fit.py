@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ import torch
 from transferkit.backbones import create_backbone
 from transferkit.config import RunConfig
 from transferkit.errors import ConfigError
-from transferkit.strategies import create_strategy
+from transferkit.strategies import create_strategy, get_strategy_class
+from transferkit.strategies.base import ResolveContext, StrategyChoice
 from transferkit.training import heads, runfolder
 from transferkit.training.features import autocast, cached_features
 from transferkit.training.model import NN_HEADS, TransferModel, make_head
@@ -32,11 +33,19 @@ class Prepared:
     model: TransferModel
     strategy: Any
     target_stats: tuple[float, float]
+    loggers: list = field(default_factory=list)  # the tracker's Lightning loggers, besides the CSV log
+    choice: StrategyChoice | None = None  # set when the configured strategy chose another from the data
+    head_selection: dict | None = None  # the scikit-learn head's chosen strength (feature extraction, probe)
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
-    """Fill epochs, lr and head from the strategy's defaults and validate its options."""
+    """Fill epochs, lr and head from the strategy's defaults and validate its options.
+
+    A strategy that chooses another from the data leaves them to the one it chooses (`prepare`).
+    """
     strategy = create_strategy(config.strategy, config.strategy_options)
+    if strategy.resolves_from_data:
+        return config.replace(strategy_options=strategy.config.to_dict())
     defaults = dict(strategy.defaults)
     if config.task == "regression" and defaults["head"] == "logistic":
         defaults["head"] = "ridge"
@@ -68,11 +77,8 @@ def prepare(config: RunConfig) -> Prepared:
     splits = load_splits(config)
     train = splits["train"]
     strategy = create_strategy(config.strategy, config.strategy_options)
-    backbone = create_backbone(config.model, pretrained=strategy.uses_pretrained, weights=config.weights,
-                               max_length=config.max_length)
-    if backbone.data_spec.modality != train.modality:
-        raise ConfigError(f"Backbone {config.model!r} reads {backbone.data_spec.modality} but {config.data} "
-                          f"holds {train.modality}; pick a {train.modality} backbone (see `transferkit models`).")
+    backbone = build_backbone(config, strategy, train.modality)
+    config, strategy, backbone, choice = resolve_strategy(config, strategy, splits, backbone)
     outputs = len(train.classes) if config.task == "classification" else 1
     head_kind = config.head if config.head in NN_HEADS else "linear"
     model = TransferModel(backbone, make_head(head_kind, backbone.num_features, outputs))
@@ -81,14 +87,48 @@ def prepare(config: RunConfig) -> Prepared:
     stats = (0.0, 1.0)
     if config.task == "regression":
         stats = (float(train.targets.mean()), float(train.targets.std() or 1.0))
-    return Prepared(config, splits, model, strategy, stats)
+    return Prepared(config, splits, model, strategy, stats, choice=choice)
+
+
+def build_backbone(config: RunConfig, strategy, modality: str):
+    backbone = create_backbone(config.model, pretrained=strategy.uses_pretrained, weights=config.weights,
+                               max_length=config.max_length)
+    if backbone.data_spec.modality != modality:
+        raise ConfigError(f"Backbone {config.model!r} reads {backbone.data_spec.modality} but {config.data} "
+                          f"holds {modality}; pick a {modality} backbone (see `transferkit models`).")
+    return backbone
+
+
+def resolve_strategy(config: RunConfig, strategy, splits: dict, backbone):
+    """Let the strategy choose the one to train with from the data; returns (config, strategy, backbone, choice).
+
+    The returned config names the chosen strategy with its defaults filled in, so the run folder
+    saves (and a resume reuses) the strategy that actually trains.
+    """
+    context = ResolveContext(config, splits, backbone,
+                             features=lambda split: frozen_features(config, backbone, splits[split], split),
+                             step_seconds=lambda: step_seconds(config, backbone, splits["train"]))
+    choice = strategy.resolve(context)
+    if choice is None:
+        return config, strategy, backbone, None
+    if get_strategy_class(choice.strategy).resolves_from_data:
+        raise ConfigError(f"Strategy {config.strategy!r} chose {choice.strategy!r}, which chooses again; "
+                          "it must choose a strategy that trains.")
+    config = resolve_config(config.replace(strategy=choice.strategy, strategy_options=choice.options))
+    chosen = create_strategy(config.strategy, config.strategy_options)
+    if chosen.uses_pretrained != strategy.uses_pretrained:
+        backbone = build_backbone(config, chosen, splits["train"].modality)
+    return config, chosen, backbone, choice
 
 
 def loader_for(prep: Prepared, data, *, train: bool, backbone=None):
+    return data_loader(prep.config, backbone or prep.model.backbone, data, train=train)
+
+
+def data_loader(cfg: RunConfig, backbone, data, *, train: bool):
+    """Batches of `data` prepared for `backbone` as `cfg` says (augmented when `train`)."""
     from transferkit.data import make_loader
 
-    backbone = backbone or prep.model.backbone
-    cfg = prep.config
     tokenize = backbone.tokenize if backbone.data_spec.modality == "text" else None
     return make_loader(data, spec=backbone.data_spec, tokenize=tokenize, image_size=cfg.image_size,
                        batch_size=cfg.batch_size, train=train, augment=cfg.augment if train else "none",
@@ -97,26 +137,32 @@ def loader_for(prep: Prepared, data, *, train: bool, backbone=None):
 
 def fit(config: RunConfig, *, resume: bool = False, progress: bool = True):
     """Fit `config` and write its run folder; returns the loaded `Run`."""
+    from transferkit import tracking
     from transferkit.runs import Run
 
-    config = resolve_config(config)
-    runfolder.check_run_folder(config, resume=resume)
+    config = tracking.resolve(resolve_config(config))
+    # A strategy that chooses from the data is compared with a resumed run once it has chosen (open_run_folder).
+    runfolder.check_run_folder(config, resume=resume,
+                               compare=not get_strategy_class(config.strategy).resolves_from_data)
     prep = prepare(config)  # before the folder is made, so bad data leaves no half-made run behind
+    config = prep.config
     out = runfolder.open_run_folder(config, resume=resume)
+    prep.loggers = tracking.open_loggers(config, out, version=runfolder.next_log_version(out), resume=resume)
     start = time.perf_counter()
     if prep.strategy.uses_cached_features:
         history = train_on_features(prep, out, resume=resume, progress=progress)
     else:
         if prep.strategy.probe_init() and prep.config.head == "linear" and not resume:
             kind = "logistic" if prep.config.task == "classification" else "ridge"
-            heads.fit_sklearn_head(prep, split_features(prep, prep.splits["train"], "train"),
-                                   prep.splits["train"].targets, kind=kind)
+            feats = {s: split_features(prep, prep.splits[s], s) for s in ("train", "val") if len(prep.splits[s])}
+            prep.head_selection = heads.fit_selected_head(prep, feats, kind=kind)
         history = train_end_to_end(prep, out, resume=resume, progress=progress)
     train_seconds = time.perf_counter() - start
     model = prep.strategy.export_model(prep.model)
     metrics = {split: evaluate_split(prep, model, prep.splits[split], split, out)
                for split in ("val", "test") if len(prep.splits[split])}
     runfolder.write_results(out, prep, model, metrics, history, train_seconds)
+    tracking.finish(config, prep.loggers, out)
     run = Run.load(out)
     if progress:
         run.print_summary()
@@ -142,7 +188,7 @@ def trainer_for(prep: Prepared, out: Path, *, progress: bool, has_val: bool, epo
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=prep.config.patience))
     return L.Trainer(
         max_epochs=epochs, accelerator="auto", devices=1,
-        logger=CSVLogger(out, name="logs", version=runfolder.next_log_version(out)),
+        logger=[CSVLogger(out, name="logs", version=runfolder.next_log_version(out)), *prep.loggers],
         precision="bf16-mixed" if prep.config.precision == "bf16" else "32-true", callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0, deterministic=False,
@@ -181,11 +227,33 @@ def train_end_to_end(prep: Prepared, out: Path, *, resume: bool, progress: bool)
 
 
 def split_features(prep: Prepared, data, name: str) -> np.ndarray:
-    cfg = prep.config
+    return frozen_features(prep.config, prep.model.backbone, data, name)
+
+
+def frozen_features(cfg: RunConfig, backbone, data, name: str = "data") -> np.ndarray:
+    """Features of `data` from the frozen `backbone`, read from the on-disk cache or computed into it."""
     feats, _ = cached_features(
-        prep.model.backbone, data, lambda d: loader_for(prep, d, train=False), image_size=cfg.image_size,
-        max_length=cfg.max_length, weights=cfg.weights, precision=cfg.precision, desc=f"features {name}")
+        backbone, data, lambda d: data_loader(cfg, backbone, d, train=False), image_size=cfg.image_size,
+        max_length=cfg.max_length, weights=cfg.weights, precision=cfg.precision, desc=f"features {name}",
+        cache_dir=Path(cfg.feature_cache) if cfg.feature_cache else None)
     return np.asarray(feats)
+
+
+def step_seconds(cfg: RunConfig, backbone, data, samples: int = 8) -> float:
+    """Seconds per sample of a forward and backward pass through `backbone` (best of two batches).
+
+    Run in eval mode so that BatchNorm statistics stay as they are; gradients are cleared after.
+    """
+    inputs = next(iter(data_loader(cfg.replace(batch_size=samples), backbone, data, train=False)))[0]
+    backbone.eval()
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        with torch.enable_grad(), autocast(cfg.precision):
+            backbone(inputs).float().sum().backward()
+        best = min(best, time.perf_counter() - start)
+    backbone.zero_grad(set_to_none=True)
+    return best / min(samples, len(data))
 
 
 def train_on_features(prep: Prepared, out: Path, *, resume: bool, progress: bool) -> list[dict]:
@@ -193,9 +261,13 @@ def train_on_features(prep: Prepared, out: Path, *, resume: bool, progress: bool
     feats = {s: split_features(prep, prep.splits[s], s) for s in ("train", "val") if len(prep.splits[s])}
     train = prep.splits["train"]
     if prep.config.head not in NN_HEADS:
-        heads.fit_sklearn_head(prep, feats["train"], train.targets,
-                               standardize=getattr(prep.strategy.config, "standardize", False))
-        return heads.sklearn_history(prep, feats, out)
+        from transferkit.tracking import log_history
+
+        prep.head_selection = heads.fit_selected_head(
+            prep, feats, standardize=getattr(prep.strategy.config, "standardize", False))
+        history = heads.sklearn_history(prep, feats, out)
+        log_history(prep.loggers, history)
+        return history
     from torch.utils.data import DataLoader, TensorDataset
 
     def tensor_loader(split: str, shuffle: bool):

@@ -24,22 +24,57 @@ def check_head(head: str, task: str) -> None:
         raise ConfigError(f"Unknown head {head!r} for {task}. Choose one of: {', '.join(valid)}.")
 
 
-def _estimator(kind: str, task: str, options):
+#: Regularisation grids searched on the validation split when the strength is left unset.
+GRIDS = {"logistic": ("C", (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)),
+         "ridge": ("ridge_alpha", (0.1, 1.0, 10.0, 100.0, 1000.0))}
+
+
+def _estimator(kind: str, task: str, strength: float):
     from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
 
     if kind == "logistic":
-        C = getattr(options, "C", 1.0)
-        if C is None:  # chosen by 3-fold cross-validation on the training features
-            from sklearn.linear_model import LogisticRegressionCV
+        return LogisticRegression(C=strength, max_iter=3000)
+    return RidgeClassifier(alpha=strength) if task == "classification" else Ridge(alpha=strength)
 
-            return LogisticRegressionCV(Cs=np.logspace(-2, 2, 5).tolist(), cv=3, max_iter=3000)
-        return LogisticRegression(C=C, max_iter=3000)
-    alpha = getattr(options, "ridge_alpha", 1.0)
-    return RidgeClassifier(alpha=alpha) if task == "classification" else Ridge(alpha=alpha)
+
+def fit_selected_head(prep, feats: dict[str, np.ndarray], kind: str | None = None,
+                      standardize: bool = False) -> dict[str, float]:
+    """Fit a scikit-learn head; an unset C / ridge_alpha is chosen on the validation features.
+
+    Returns the chosen strength as {"C": ...} or {"ridge_alpha": ...}, and its validation score.
+    """
+    from transferkit.evaluation.metrics import main_metric, task_metrics
+
+    kind = kind or prep.config.head
+    name, grid = GRIDS[kind]
+    fixed = getattr(prep.strategy.config, name, None)
+    targets = prep.splits["train"].targets
+    if fixed is not None or "val" not in feats:
+        strength = fixed if fixed is not None else 1.0
+        fit_sklearn_head(prep, feats["train"], targets, kind, standardize, strength)
+        return {name: strength}
+    metric, mode = main_metric(prep.config.task)
+    best = None
+    for strength in grid:
+        fit_sklearn_head(prep, feats["train"], targets, kind, standardize, strength)
+        score = task_metrics(prep.config.task, prep.splits["val"].targets, head_predictions(prep, feats["val"]))[metric]
+        score = score if mode == "max" else -score
+        if best is None or score > best[0]:
+            best = (score, strength, {k: v.clone() for k, v in prep.model.head.state_dict().items()})
+    prep.model.head.load_state_dict(best[2])
+    return {name: best[1], f"val_{metric}": abs(best[0])}
+
+
+def head_predictions(prep, features: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        logits = prep.model.head(torch.from_numpy(np.array(features, dtype=np.float32)))
+    if prep.config.task == "classification":
+        return logits.argmax(-1).numpy()
+    return logits.squeeze(-1).numpy() * prep.target_stats[1] + prep.target_stats[0]
 
 
 def fit_sklearn_head(prep, features: np.ndarray, targets: np.ndarray, kind: str | None = None,
-                     standardize: bool = False) -> None:
+                     standardize: bool = False, strength: float = 1.0) -> None:
     """Fit on scaled features and fold the scaling into `prep.model.head` (a Linear layer).
 
     By default one global scale brings the features to unit root-mean-square, so C means the
@@ -57,7 +92,7 @@ def fit_sklearn_head(prep, features: np.ndarray, targets: np.ndarray, kind: str 
     if prep.config.task == "regression":
         y = (targets - prep.target_stats[0]) / prep.target_stats[1]
     kind = kind or prep.config.head
-    est = _estimator(kind, prep.config.task, prep.strategy.config).fit(x, y)
+    est = _estimator(kind, prep.config.task, strength).fit(x, y)
     coef = np.atleast_2d(est.coef_).astype(np.float64)
     intercept = np.atleast_1d(est.intercept_).astype(np.float64)
     n_out = prep.model.head.out_features
@@ -78,14 +113,8 @@ def sklearn_history(prep, feats: dict[str, np.ndarray], out: Path) -> list[dict]
     from transferkit.evaluation.metrics import task_metrics
 
     row: dict = {"epoch": 0}
-    head = prep.model.head
     for split, x in feats.items():
-        with torch.no_grad():
-            logits = head(torch.from_numpy(np.array(x)))
-        if prep.config.task == "classification":
-            preds = logits.argmax(-1).numpy()
-        else:
-            preds = logits.squeeze(-1).numpy() * prep.target_stats[1] + prep.target_stats[0]
+        preds = head_predictions(prep, x)
         for name, value in task_metrics(prep.config.task, prep.splits[split].targets, preds).items():
             row[f"{split}/{name}"] = value
     return [row]

@@ -15,8 +15,11 @@ MODEL_META = "transferkit.json"
 FORMAT_VERSION = 1
 
 
-def check_run_folder(config: RunConfig, *, resume: bool) -> None:
-    """Refuse an --out that cannot take this run, before anything is loaded or written."""
+def check_run_folder(config: RunConfig, *, resume: bool, compare: bool = True) -> None:
+    """Refuse an --out that cannot take this run, before anything is loaded or written.
+
+    `compare=False` leaves out the check that a resumed run's saved config is this one.
+    """
     if not config.out:
         raise RunFolderError("No output folder: pass --out DIR (the run folder to create).")
     out = Path(config.out)
@@ -28,6 +31,8 @@ def check_run_folder(config: RunConfig, *, resume: bool) -> None:
         if (out / "metrics.json").is_file():
             raise RunFolderError(f"Cannot resume {out}: it is a finished run (metrics.json exists); "
                                  "choose another --out for a new run.")
+        if not compare:
+            return
         previous = load_yaml(saved)
         differing = [k for k, v in config.to_dict().items() if k != "out" and previous.get(k) != v]
         if differing:
@@ -93,6 +98,10 @@ def write_results(out: Path, prep, model, metrics: dict, history: list[dict], tr
                "epochs_run": len(history), "groups": prep.strategy.summary(prep.model),
                "n_train": len(prep.splits["train"]), "n_val": len(prep.splits["val"]),
                "n_test": len(prep.splits["test"])}
+    if prep.choice is not None:
+        payload["strategy_choice"] = prep.choice.to_dict()
+    if getattr(prep, "head_selection", None):
+        payload["head_selection"] = prep.head_selection
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2, default=float))
 
 

@@ -1,0 +1,42 @@
+"""The tables `transferkit rank` prints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def ranking_table(ranking):
+    """Candidates best first: each score, the validation accuracy if measured, and the seconds each took."""
+    from rich.table import Table
+
+    validated = any("accuracy" in row for row in ranking.rows)
+    samples = ranking.rows[0]["samples"] if ranking.rows else 0
+    table = Table(title=f"transferability on {samples} training samples, sorted by {ranking.sort_by}")
+    columns = ["#", "model", *ranking.scores, *(["accuracy"] if validated else []), "features s",
+               *(f"{s} s" for s in ranking.scores)]
+    for col in columns:
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for i, row in enumerate(ranking.rows, 1):
+        cells = [str(i), row["model"], *(_value(row[s], 4) for s in ranking.scores)]
+        if validated:
+            cells.append(_value(row.get("accuracy"), 3))
+        cells += [_value(row["features_s"], 2), *(_value(row[f"{s}_s"], 2) for s in ranking.scores)]
+        table.add_row(*cells)
+    return table
+
+
+def correlation_table(ranking):
+    """Kendall's tau between each score and the fine-tuned accuracy."""
+    from rich.table import Table
+
+    strategies = sorted({row.get("finetune_strategy", "") for row in ranking.rows} - {""})
+    table = Table(title=f"rank correlation with fine-tuned accuracy ({', '.join(strategies)})")
+    for col in ("score", "Kendall's tau", "p-value", "candidates"):
+        table.add_column(col, justify="left" if col == "score" else "right")
+    for score, values in ranking.correlations.items():
+        table.add_row(score, _value(values["kendall_tau"], 3), _value(values["p_value"], 3), str(values["n"]))
+    return table
+
+
+def _value(value: Any, digits: int) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
