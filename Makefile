@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run test test-fast clean
+.PHONY: install run test test-fast clean chromium bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,36 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/transferkit quickstart --out runs/quickstart
 
-test: install
+# The report test renders report.html in headless Chromium (Debian's package; CI runs as root).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else \
+	    echo "warning: /usr/bin/chromium is missing and this is not root: the report screenshot test" \
+	         "will be skipped (install it with: sudo apt-get install chromium)"; \
+	  fi; \
+	fi
+
+test: install chromium
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: install chromium
 	$(PY) -m pytest -q -m "not integration"
+
+# Benchmarks against the plain PyTorch recipe (about 10-15 min on 2 cores); each script prints JSON lines,
+# collected in runs/bench/results.jsonl and rendered as the README's Performance tables in results.md.
+BENCH_THREADS ?= 2
+BENCH_OUT := runs/bench/results.jsonl
+bench: install
+	mkdir -p runs/bench && : > $(BENCH_OUT)
+	cd benchmarks && export OMP_NUM_THREADS=$(BENCH_THREADS) TRANSFERKIT_BENCH_DIR=../runs/bench && \
+	  ../$(PY) bench_features.py --epochs 10 --train-per-class 50 --image-size 32 >> ../$(BENCH_OUT) && \
+	  ../$(PY) bench_finetune.py --epochs 2 --train-per-class 30 --image-size 32 --precision 32,bf16 >> ../$(BENCH_OUT) && \
+	  ../$(PY) bench_inference.py --suite mnist --n 500 >> ../$(BENCH_OUT) && \
+	  ../$(PY) bench_inference.py --suite reviews --n 300 >> ../$(BENCH_OUT) && \
+	  ../$(PY) bench_scaling.py --extract-base 500 --finetune-base 10 --multiples 1,2,4,8 >> ../$(BENCH_OUT)
+	$(PY) benchmarks/table.py $(BENCH_OUT) | tee runs/bench/results.md
 
 clean:
 	rm -rf runs .pytest_cache

@@ -38,8 +38,11 @@ def build_config(config: RunConfig | str | Path | None = None, **options: Any) -
 
 
 def fit(config: RunConfig | str | Path | None = None, *, resume: bool = False, progress: bool = True,
-        **options: Any) -> Run:
+        callbacks: list | None = None, **options: Any) -> Run:
     """Adapt a pretrained backbone to labeled data and write a run folder.
+
+    `callbacks` are extra Lightning callbacks for the trainer (e.g. tune's pruning callback).
+    With `devices`/`num_nodes` above 1 it trains under DDP; processes other than rank 0 return None.
 
     Example:
         run = transferkit.fit(data="demo:mnist", model="efficientnet_lite0",
@@ -48,7 +51,7 @@ def fit(config: RunConfig | str | Path | None = None, *, resume: bool = False, p
     """
     from transferkit.training.fit import fit as _fit
 
-    return _fit(build_config(config, **options), resume=resume, progress=progress)
+    return _fit(build_config(config, **options), resume=resume, progress=progress, callbacks=callbacks)
 
 
 def resume(folder: str | Path, *, progress: bool = True) -> Run:
@@ -98,3 +101,32 @@ def report(folder: str | Path):
     from transferkit.evaluation.compare import report as _report
 
     return _report(folder)
+
+
+def export(folder: str | Path, *, format: str = "onnx", tolerance: float = 1e-4, input_dtype: str = "float32",
+           opset: int = 17):
+    """Export a run's model to FOLDER/export/ and check ONNX Runtime reproduces PyTorch within `tolerance`.
+
+    Example:
+        result = transferkit.export("runs/fe", format="onnx")
+        result.model_path, result.max_abs_diff
+    """
+    from transferkit.exporting import export as _export
+
+    return _export(folder, format=format, tolerance=tolerance, input_dtype=input_dtype, opset=opset)
+
+
+def tune(config: RunConfig | str | Path | None = None, *, out: str | Path, trials: int = 20,
+         strategies="full,l2sp,gradual", **options: Any):
+    """Search lr, strategy and strategy options with Optuna; the study resumes from OUT/study.db.
+
+    Every other `fit` option passes through to each trial (see `transferkit.tuning.tune` for the rest).
+
+    Example:
+        result = transferkit.tune(data="demo:mnist", model="efficientnet_lite0", image_size=64,
+                                  train_per_class=20, epochs=5, trials=20, out="runs/tune-mnist")
+        result.best_params, result.best_run
+    """
+    from transferkit.tuning import tune as _tune
+
+    return _tune(config, out=out, trials=trials, strategies=strategies, **options)

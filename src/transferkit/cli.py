@@ -69,8 +69,15 @@ def _add_fit_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
     p.add_argument("--tracking-uri", help="MLflow store URI (default: sqlite:///<output root>/mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment name (default: transferkit; compare: its folder name)")
     p.add_argument("--feature-cache", help="folder of cached frozen-backbone features (compare: <out>/feature-cache)")
+    p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="where to train (default: auto)")
+    p.add_argument("--devices", type=int, help="processes per node; more than one trains with DDP (default: 1)")
+    p.add_argument("--num-nodes", type=int, help="machines training together with DDP (default: 1)")
     for flag, (dest, kind, text) in STRATEGY_FLAGS.items():
         p.add_argument(flag, dest=f"opt_{dest}", type=kind, help=text)
+    p.add_argument("--train-bn-stats", dest="opt_train_bn_stats", action=argparse.BooleanOptionalAction,
+                   help="partial/gradual/full/l2sp: update BatchNorm running statistics (default: fixed)")
+    p.add_argument("--probe-init", dest="opt_probe_init", action=argparse.BooleanOptionalAction,
+                   help="fine-tuning strategies: start the head from a linear probe (default: on)")
 
 
 def _add_rank_parser(sub) -> None:
@@ -91,6 +98,29 @@ def _add_rank_parser(sub) -> None:
     for flag in ("--val-fraction", "--test-fraction"):
         rk.add_argument(flag, type=float)
     rk.add_argument("--precision", choices=["32", "bf16"])
+
+
+def _add_export_parser(sub) -> None:
+    ex = sub.add_parser("export", help="export a run's model (ONNX), checked against PyTorch; writes RUN/export/")
+    ex.add_argument("run")
+    ex.add_argument("--format", default="onnx", choices=["onnx"])
+    ex.add_argument("--tolerance", type=float, default=1e-4,
+                    help="largest output difference from PyTorch accepted (default: 1e-4)")
+    ex.add_argument("--input-dtype", default="float32", choices=["float32", "uint8"],
+                    help="images: float32 pixels in 0..1 or uint8 pixels in 0..255 (default: float32)")
+    ex.add_argument("--opset", type=int, default=17, help="ONNX opset (default: 17)")
+
+
+def _add_tune_parser(sub) -> None:
+    tn = sub.add_parser("tune", help="search lr, strategy and its options with Optuna; resumable (OUT/study.db)")
+    _add_fit_options(tn, skip=("--strategy", "--resume", "--lr", "--out"))
+    tn.add_argument("--out", required=True, help="tune folder: study.db, trials/, trials.csv")
+    tn.add_argument("--trials", type=int, default=20, help="trials the study holds when done (default: 20)")
+    tn.add_argument("--strategies", default="full,l2sp,gradual", help="strategies to choose from (comma-separated)")
+    tn.add_argument("--lr-range", default="1e-5,1e-2", help="learning-rate range, log-uniform (default: 1e-5,1e-2)")
+    tn.add_argument("--storage", help="Optuna storage URL (default: sqlite:///OUT/study.db)")
+    tn.add_argument("--study-name", help="study name in the storage (default: the --out folder's name)")
+    tn.add_argument("--timeout", type=float, help="start no new trial after this many seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="rebuild comparison.csv, report.md and report.html of a compare folder")
     rep.add_argument("folder")
     _add_rank_parser(sub)
+    _add_export_parser(sub)
+    _add_tune_parser(sub)
     for p in sub.choices.values():
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     return parser
@@ -247,9 +279,32 @@ def cmd_rank(args) -> None:
     print(f"Wrote {ranking.folder / 'ranking.csv'}")
 
 
+def cmd_export(args) -> None:
+    from transferkit.api import export
+
+    result = export(args.run, format=args.format, tolerance=args.tolerance, input_dtype=args.input_dtype,
+                    opset=args.opset)
+    print(f"Wrote {result.model_path} (inputs: {', '.join(result.inputs)}); ONNX Runtime matches PyTorch "
+          f"within {result.max_abs_diff:.2g} (tolerance {result.tolerance:g}).")
+
+
+def cmd_tune(args) -> None:
+    from transferkit.api import tune
+
+    settings = ("command", "debug", "config", "out", "trials", "strategies")
+    options = {k: v for k, v in vars(args).items() if k not in settings and not k.startswith("opt_")}
+    options.update({k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None})
+    result = tune(args.config, out=args.out, trials=args.trials, strategies=args.strategies,
+                  **{k: v for k, v in options.items() if v is not None})
+    params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
+    print(f"Best val score {result.best_value:.4f} ({params}): {result.best_run}")
+    print(f"All trials: {result.folder / 'trials.csv'}; study {result.study_name!r} in {result.storage}")
+
+
 COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict, "models": cmd_models,
             "inspect": cmd_inspect, "strategies": cmd_strategies, "quickstart": cmd_quickstart,
-            "compare": cmd_compare, "report": cmd_report, "rank": cmd_rank}
+            "compare": cmd_compare, "report": cmd_report, "rank": cmd_rank,
+            "export": cmd_export, "tune": cmd_tune}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ from transferkit.errors import ConfigError, suggest
 
 TASKS = ("classification", "regression")
 PRECISIONS = ("32", "bf16")
+ACCELERATORS = ("auto", "cpu", "gpu")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class RunConfig:
     mlflow) logged to besides the run folder's CSV log; `tracking_uri` and `experiment` say where
     (MLflow: a store URI, default a SQLite file next to the run folder). `feature_cache` is the
     folder of cached frozen-backbone features (default: $TRANSFERKIT_CACHE/features).
+    `accelerator`, `devices` and `num_nodes` say where Lightning trains: more than one device or
+    node trains with DDP (`batch_size` is per process, so the global batch is devices x nodes x it).
     """
 
     data: str
@@ -60,14 +63,20 @@ class RunConfig:
     tracking_uri: str | None = None
     experiment: str | None = None
     feature_cache: str | None = None
+    accelerator: str = "auto"
+    devices: int = 1
+    num_nodes: int = 1
 
     def __post_init__(self):
         if self.task not in TASKS:
             raise ConfigError(f"Unknown task {self.task!r}. Choose one of: {', '.join(TASKS)}.")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"Unknown precision {self.precision!r}. Choose one of: {', '.join(PRECISIONS)}.")
+        if self.accelerator not in ACCELERATORS:
+            raise ConfigError(f"Unknown accelerator {self.accelerator!r}. Choose one of: {', '.join(ACCELERATORS)}.")
         positive = {"batch_size": self.batch_size, "epochs": self.epochs, "image_size": self.image_size,
-                    "max_length": self.max_length, "train_per_class": self.train_per_class}
+                    "max_length": self.max_length, "train_per_class": self.train_per_class,
+                    "devices": self.devices, "num_nodes": self.num_nodes}
         for name, value in positive.items():
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}.")

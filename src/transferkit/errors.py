@@ -32,6 +32,10 @@ class RunFolderError(TransferkitError):
     """A folder that is not (or not a finished) transferkit run."""
 
 
+class ExportError(TransferkitError):
+    """An exported model that does not reproduce the PyTorch model within the tolerance."""
+
+
 def suggest(name: str, choices: Iterable[str]) -> str:
     """Return ' Did you mean X?' for the closest matches of `name`, or ''."""
     close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)

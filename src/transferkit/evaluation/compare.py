@@ -187,6 +187,12 @@ def _normalised(spec: dict[str, Any]) -> dict[str, Any]:
     return yaml.safe_load(yaml.safe_dump(spec, sort_keys=True))
 
 
+def _flat(spec: dict[str, Any]) -> dict[str, Any]:
+    options = spec.get("options") or {}
+    return {**{k: v for k, v in spec.items() if k != "options"}, **{f"--{k.replace('_', '-')}": v
+                                                                  for k, v in options.items()}}
+
+
 def check_folder(folder: Path, spec: dict[str, Any]) -> None:
     """Refuse an --out holding anything but this same comparison; nothing there is touched."""
     if not folder.exists() or not any(folder.iterdir()):
@@ -195,7 +201,7 @@ def check_folder(folder: Path, spec: dict[str, Any]) -> None:
     if not saved_path.is_file():
         raise RunFolderError(f"Output folder {folder} already holds other files (no {SPEC_FILE}); "
                              "choose another --out for this comparison.")
-    saved, wanted = load_yaml(saved_path), _normalised(spec)
+    saved, wanted = _flat(load_yaml(saved_path)), _flat(_normalised(spec))
     differing = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
     if differing:
         details = "; ".join(f"{k}: {saved.get(k)!r} there, {wanted.get(k)!r} now" for k in differing)

@@ -55,7 +55,8 @@ class Auto(Strategy):
 
     1. a scikit-learn head (`--head logistic|ridge`) is asked for -> feature-extraction;
     2. k < few_labels (10) -> feature-extraction: too few labels to move pretrained weights
-       without overfitting (Kornblith, Shlens and Le, 2019; Yosinski et al., 2014);
+       without overfitting (the usual advice for small data sets, e.g. the CS231n transfer
+       learning notes; a linear probe is also what LP-FT starts from, Kumar et al., 2022);
     3. feature fit >= high_fit (0.95) -> feature-extraction: the frozen features already solve
        the task, fine-tuning has little to add;
     4. estimated fine-tuning seconds > budget_seconds -> feature-extraction;

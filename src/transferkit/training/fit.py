@@ -17,8 +17,8 @@ from transferkit.config import RunConfig
 from transferkit.errors import ConfigError
 from transferkit.strategies import create_strategy, get_strategy_class
 from transferkit.strategies.base import ResolveContext, StrategyChoice
-from transferkit.training import heads, runfolder
-from transferkit.training.features import autocast, cached_features
+from transferkit.training import distributed, heads, runfolder
+from transferkit.training.features import autocast, cached_features, channels_last, channels_last_inputs
 from transferkit.training.model import NN_HEADS, TransferModel, make_head
 
 log = logging.getLogger("transferkit")
@@ -34,6 +34,7 @@ class Prepared:
     strategy: Any
     target_stats: tuple[float, float]
     loggers: list = field(default_factory=list)  # the tracker's Lightning loggers, besides the CSV log
+    callbacks: list = field(default_factory=list)  # extra Lightning callbacks (tune's pruning)
     choice: StrategyChoice | None = None  # set when the configured strategy chose another from the data
     head_selection: dict | None = None  # the scikit-learn head's chosen strength (feature extraction, probe)
 
@@ -135,19 +136,24 @@ def data_loader(cfg: RunConfig, backbone, data, *, train: bool):
                        max_length=cfg.max_length, num_workers=cfg.num_workers, seed=cfg.seed)
 
 
-def fit(config: RunConfig, *, resume: bool = False, progress: bool = True):
-    """Fit `config` and write its run folder; returns the loaded `Run`."""
+def fit(config: RunConfig, *, resume: bool = False, progress: bool = True, callbacks: list | None = None):
+    """Fit `config` and write its run folder; returns the loaded `Run` (None in DDP processes but rank 0)."""
     from transferkit import tracking
     from transferkit.runs import Run
 
     config = tracking.resolve(resolve_config(config))
+    rank_zero = distributed.is_rank_zero()  # the one process of a DDP run that writes the run folder
     # A strategy that chooses from the data is compared with a resumed run once it has chosen (open_run_folder).
-    runfolder.check_run_folder(config, resume=resume,
-                               compare=not get_strategy_class(config.strategy).resolves_from_data)
+    if rank_zero:
+        runfolder.check_run_folder(config, resume=resume,
+                                   compare=not get_strategy_class(config.strategy).resolves_from_data)
     prep = prepare(config)  # before the folder is made, so bad data leaves no half-made run behind
     config = prep.config
-    out = runfolder.open_run_folder(config, resume=resume)
-    prep.loggers = tracking.open_loggers(config, out, version=runfolder.next_log_version(out), resume=resume)
+    distributed.check_static_schedule(config, prep.strategy, prep.model)
+    prep.callbacks = list(callbacks or [])
+    out = runfolder.open_run_folder(config, resume=resume) if rank_zero else Path(config.out)
+    if rank_zero:
+        prep.loggers = tracking.open_loggers(config, out, version=runfolder.next_log_version(out), resume=resume)
     start = time.perf_counter()
     if prep.strategy.uses_cached_features:
         history = train_on_features(prep, out, resume=resume, progress=progress)
@@ -158,6 +164,8 @@ def fit(config: RunConfig, *, resume: bool = False, progress: bool = True):
             prep.head_selection = heads.fit_selected_head(prep, feats, kind=kind)
         history = train_end_to_end(prep, out, resume=resume, progress=progress)
     train_seconds = time.perf_counter() - start
+    if not rank_zero:
+        return None
     model = prep.strategy.export_model(prep.model)
     metrics = {split: evaluate_split(prep, model, prep.splits[split], split, out)
                for split in ("val", "test") if len(prep.splits[split])}
@@ -183,11 +191,11 @@ def trainer_for(prep: Prepared, out: Path, *, progress: bool, has_val: bool, epo
                            save_top_k=1, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
-    callbacks = [best, last]
+    callbacks = [best, last, *prep.callbacks]
     if has_val and prep.config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=prep.config.patience))
     return L.Trainer(
-        max_epochs=epochs, accelerator="auto", devices=1,
+        max_epochs=epochs, **distributed.trainer_placement(prep.config),
         logger=[CSVLogger(out, name="logs", version=runfolder.next_log_version(out)), *prep.loggers],
         precision="bf16-mixed" if prep.config.precision == "bf16" else "32-true", callbacks=callbacks,
         enable_progress_bar=progress, enable_model_summary=False, log_every_n_steps=1,
@@ -288,9 +296,9 @@ def predict_outputs(model, loader, *, task: str, precision: str = "32",
     """(predictions, scores): class indices + probabilities, or regression values + values."""
     model.eval()
     preds, scores = [], []
-    for inputs, _, _ in loader:
-        with autocast(precision):
-            logits = model(inputs).float()
+    with channels_last(model) as nhwc:
+        batches = [model_outputs(model, channels_last_inputs(x) if nhwc else x, precision) for x, _, _ in loader]
+    for logits in batches:
         if task == "classification":
             probs = logits.softmax(-1)
             preds.append(probs.argmax(-1).numpy())
@@ -300,6 +308,11 @@ def predict_outputs(model, loader, *, task: str, precision: str = "32",
             preds.append(values)
             scores.append(values[:, None])
     return np.concatenate(preds), np.concatenate(scores)
+
+
+def model_outputs(model, inputs, precision: str) -> torch.Tensor:
+    with autocast(precision):
+        return model(inputs).float()
 
 
 def evaluate_split(prep: Prepared, model, data, split: str, out: Path) -> dict[str, float]:

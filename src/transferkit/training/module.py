@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from transferkit.evaluation.metrics import task_metrics
 from transferkit.training import optim
+from transferkit.training.features import channels_last_inputs, use_channels_last
 
 
 class TransferModule(L.LightningModule):
@@ -37,10 +38,13 @@ class TransferModule(L.LightningModule):
         self.features_input = features_input
         self.target_mean, self.target_std = target_stats
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._channels_last = False
 
     def forward(self, inputs) -> dict[str, torch.Tensor]:
         if self.features_input:
             return {"logits": self.model.head(inputs), "features": inputs}
+        if self._channels_last:
+            inputs = channels_last_inputs(inputs)
         logits, features = self.model.forward_with_features(inputs)
         return {"logits": logits, "features": features}
 
@@ -60,25 +64,30 @@ class TransferModule(L.LightningModule):
         outputs = self(inputs)
         loss = self.task_loss(outputs["logits"], targets)
         batch_size = len(targets)
-        self.log("train/task_loss", loss, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log("train/task_loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, sync_dist=True)
         for name, term in self.strategy.extra_loss(self.model, batch, outputs).items():
-            self.log(f"train/{name}", term, on_step=False, on_epoch=True, batch_size=batch_size)
+            self.log(f"train/{name}", term, on_step=False, on_epoch=True, batch_size=batch_size, sync_dist=True)
             loss = loss + term
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size,
+                 sync_dist=True)
         return loss
 
     def validation_step(self, batch, batch_idx):
         inputs, targets = batch[0], batch[1]
         logits = self(inputs)["logits"]
-        self.log("val/loss", self.task_loss(logits, targets), on_epoch=True, batch_size=len(targets))
+        self.log("val/loss", self.task_loss(logits, targets), on_epoch=True, batch_size=len(targets),
+                 sync_dist=True)
         self._val_outputs.append((self.predictions(logits).cpu(), targets.cpu()))
 
     def on_validation_epoch_end(self):
         if not self._val_outputs:
             return
-        preds = torch.cat([p for p, _ in self._val_outputs]).numpy()
-        targets = torch.cat([t for _, t in self._val_outputs]).numpy()
+        preds = torch.cat([p for p, _ in self._val_outputs])
+        targets = torch.cat([t for _, t in self._val_outputs])
         self._val_outputs.clear()
+        if self.trainer.world_size > 1:  # each DDP process saw its shard; every one scores the whole set
+            preds, targets = (self.all_gather(t).flatten(0, 1).cpu() for t in (preds, targets))
+        preds, targets = preds.numpy(), targets.numpy()
         for name, value in task_metrics(self.task, targets, preds).items():
             self.log(f"val/{name}", float(np.nan_to_num(value)), prog_bar=name in ("accuracy", "rmse"))
 
@@ -86,6 +95,17 @@ class TransferModule(L.LightningModule):
         optimizer = optim.build_optimizer(self.strategy.param_groups(self.model), self.lr, self.weight_decay)
         scheduler = optim.WarmupCosine(optimizer, self.total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_fit_start(self):
+        # Parameters change layout in place, so the optimizer built before this still holds them.
+        # Left out under DDP, whose gradient buckets are laid out for the layout they were built with.
+        if not self.features_input and self.trainer.world_size == 1:
+            self._channels_last = use_channels_last(self.model)
+
+    def on_fit_end(self):
+        if self._channels_last:  # the saved and reloaded weights keep the usual layout
+            use_channels_last(self.model, enable=False)
+            self._channels_last = False
 
     def on_train_start(self):
         self.model.train()  # groups re-unfrozen by a resume need the BatchNorm rule applied again

@@ -13,6 +13,8 @@ from transferkit.errors import RunFolderError
 
 MODEL_META = "transferkit.json"
 FORMAT_VERSION = 1
+#: Where a run trains and writes, not what it trains: a resume may change them.
+WHERE = ("out", "accelerator", "devices", "num_nodes")
 
 
 def check_run_folder(config: RunConfig, *, resume: bool, compare: bool = True) -> None:
@@ -34,7 +36,7 @@ def check_run_folder(config: RunConfig, *, resume: bool, compare: bool = True) -
         if not compare:
             return
         previous = load_yaml(saved)
-        differing = [k for k, v in config.to_dict().items() if k != "out" and previous.get(k) != v]
+        differing = [k for k, v in config.to_dict().items() if k not in WHERE and previous.get(k) != v]
         if differing:
             raise RunFolderError(f"Cannot resume {out}: its config differs in {', '.join(differing)}. "
                                  "Resume with the same options, or use another --out.")

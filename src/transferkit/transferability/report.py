@@ -6,22 +6,31 @@ from typing import Any
 
 
 def ranking_table(ranking):
-    """Candidates best first: each score, the validation accuracy if measured, and the seconds each took."""
+    """Candidates best first: each score, and the fine-tuned accuracy when validated."""
     from rich.table import Table
 
     validated = any("accuracy" in row for row in ranking.rows)
     samples = ranking.rows[0]["samples"] if ranking.rows else 0
-    table = Table(title=f"transferability on {samples} training samples, sorted by {ranking.sort_by}")
-    columns = ["#", "model", *ranking.scores, *(["accuracy"] if validated else []), "features s",
-               *(f"{s} s" for s in ranking.scores)]
-    for col in columns:
+    table = Table(title=f"ranked by {ranking.sort_by} ({samples} samples)")
+    for col in ("#", "model", *ranking.scores, *(["accuracy"] if validated else [])):
         table.add_column(col, justify="left" if col == "model" else "right")
     for i, row in enumerate(ranking.rows, 1):
         cells = [str(i), row["model"], *(_value(row[s], 4) for s in ranking.scores)]
-        if validated:
-            cells.append(_value(row.get("accuracy"), 3))
-        cells += [_value(row["features_s"], 2), *(_value(row[f"{s}_s"], 2) for s in ranking.scores)]
-        table.add_row(*cells)
+        table.add_row(*cells, *([_value(row.get("accuracy"), 3)] if validated else []))
+    return table
+
+
+def timing_table(ranking):
+    """Seconds each candidate took: its features, each score, and fine-tuning when validated."""
+    from rich.table import Table
+
+    tuned = any("finetune_s" in row for row in ranking.rows)
+    table = Table(title="seconds (cached features load in next to no time)")
+    for col in ("model", "features", *ranking.scores, *(["fine-tuning"] if tuned else [])):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for row in ranking.rows:
+        cells = [row["model"], _value(row["features_s"], 2), *(_value(row[f"{s}_s"], 2) for s in ranking.scores)]
+        table.add_row(*cells, *([_value(row.get("finetune_s"), 1)] if tuned else []))
     return table
 
 

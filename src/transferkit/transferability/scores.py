@@ -49,9 +49,9 @@ def logme(features: np.ndarray, labels: np.ndarray) -> float:
 
     The evidence is computed on the SVD of F and depends on F only through F F^T, so it is invariant
     to rotations (and permutations) of the feature dimensions and to a common scale of the
-    features, and it stays finite when there are more features than samples. (The reference
-    implementation counts D/2 log(alpha) where the exact evidence has rank(F)/2 log(alpha); the two
-    agree whenever F has full column rank.)
+    features, and it stays finite when there are more features than samples. (Code that keeps the
+    D/2 log(alpha) term but sums log|A| over the non-zero eigenvalues of F^T F only is off from the
+    exact evidence by (D - rank F)/2 log(alpha), which matters only with more features than samples.)
 
     Args:
         features: (n, D) features.
@@ -156,15 +156,45 @@ def hscore(features: np.ndarray, labels: np.ndarray, *, shrinkage: bool = True) 
     classes, index = np.unique(labels, return_inverse=True)
     means = np.zeros((len(classes), f.shape[1]))
     np.add.at(means, index, f)
-    means /= np.bincount(index)[:, None]
-    between = means[index]  # every sample replaced by its class mean: E[f | y]
-    between = between.T @ between / len(f)
+    weights = np.bincount(index) / len(f)
+    means /= np.bincount(index)[:, None]  # E[f | y]; cov(E[f | y]) = means^T diag(weights) means
     if not shrinkage:
-        return float(np.trace(np.linalg.pinv(f.T @ f / len(f), hermitian=True) @ between))
-    from sklearn.covariance import ledoit_wolf
+        u, singular, vt = np.linalg.svd(f, full_matrices=False)
+        keep = singular > (singular[0] if singular.size else 0.0) * max(f.shape) * np.finfo(np.float64).eps
+        projected = means @ vt[keep].T / singular[keep]  # pinv(cov f) = n V diag(1/s^2) V^T
+        return float(len(f) * (weights * (projected ** 2).sum(1)).sum())
+    mu, shrunk = ledoit_wolf_shrinkage(f)
+    solved = _solve_shrunk_covariance(f, means, mu, shrunk)
+    return float((1 - shrunk) * (weights * (means * solved.T).sum(1)).sum())
 
-    covariance, shrunk = ledoit_wolf(f, assume_centered=True)  # (1 - a) S + a tr(S)/D I, and a
-    return float((1 - shrunk) * np.trace(np.linalg.solve(covariance, between)))
+
+def ledoit_wolf_shrinkage(f: np.ndarray) -> tuple[float, float]:
+    """(mu, a) of the Ledoit-Wolf (2004) estimate (1 - a) S + a mu I of centred features `f`.
+
+    The same coefficient as scikit-learn's `ledoit_wolf_shrinkage(f, assume_centered=True)`,
+    computed from the smaller of the (n, n) and (D, D) Gram matrices, so many features cost no
+    (D, D) matrix.
+    """
+    n, d = f.shape
+    gram = f @ f.T if n <= d else f.T @ f
+    trace = float(np.trace(gram)) / n  # tr(S)
+    mu = trace / d
+    frobenius = float((gram ** 2).sum()) / n ** 2  # ||S||_F^2
+    delta = (frobenius - 2 * mu * trace + d * mu ** 2) / d
+    beta = min((float(((f ** 2).sum(1) ** 2).sum()) / n - frobenius) / (d * n), delta)
+    return mu, (0.0 if beta <= 0 else beta / delta)
+
+
+def _solve_shrunk_covariance(f: np.ndarray, means: np.ndarray, mu: float, shrunk: float) -> np.ndarray:
+    """((1 - a) S + a mu I)^-1 means^T with S = f^T f / n; by Woodbury's identity when D > n."""
+    n, d = f.shape
+    ridge, scale = shrunk * mu, (1 - shrunk) / n
+    if scale == 0:
+        return means.T / ridge
+    if d <= n or ridge == 0:
+        return np.linalg.lstsq(scale * (f.T @ f) + ridge * np.eye(d), means.T, rcond=None)[0]
+    inner = (ridge / scale) * np.eye(n) + f @ f.T
+    return (means.T - f.T @ np.linalg.solve(inner, f @ means.T)) / ridge
 
 
 def leep(source_probs: np.ndarray, labels: np.ndarray) -> float:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.errors import RunFolderError
-from transferkit.transferability.rank import RANDOM_SUFFIX, Ranking, run_folder_name
+from transferkit.transferability.ranking import RANDOM_SUFFIX, Ranking, run_folder_name
 
 #: Random-init controls train from scratch: the fine-tuning recipes (a lower backbone learning rate,
 #: fixed BatchNorm statistics, a probe-initialised head) assume weights worth keeping.

@@ -52,10 +52,11 @@ class Ranking:
     def print_table(self) -> None:
         from rich.console import Console
 
-        from transferkit.transferability.report import correlation_table, ranking_table
+        from transferkit.transferability.report import correlation_table, ranking_table, timing_table
 
         console = Console()
         console.print(ranking_table(self))
+        console.print(timing_table(self))
         if self.correlations:
             console.print(correlation_table(self))
 
@@ -114,7 +115,7 @@ def score_candidate(config: RunConfig, name: str, train, names: list[str]) -> di
 
     backbone = candidate_backbone(config, name, train.modality)
     start = time.perf_counter()
-    features = frozen_features(config, backbone, train, f"features {name}")
+    features = frozen_features(config, backbone, train, name)
     row: dict[str, Any] = {"model": name, "pretrained": backbone.pretrained, "samples": len(train),
                            "features": int(features.shape[1]), "features_s": round(time.perf_counter() - start, 3)}
     inputs, source_s = {"features": features}, 0.0
@@ -157,7 +158,7 @@ def source_probabilities(classifier, features: np.ndarray, batch: int = 4096) ->
     parts = []
     with torch.inference_mode():
         for i in range(0, len(features), batch):
-            chunk = torch.as_tensor(np.asarray(features[i:i + batch]), dtype=torch.float32)
+            chunk = torch.from_numpy(np.array(features[i:i + batch], dtype=np.float32))  # a copy: the cache is read-only
             parts.append(classifier.float()(chunk).softmax(-1).double().numpy())
     return np.concatenate(parts)
 

@@ -1,0 +1,223 @@
+"""Exporting a run's model (`transferkit.export`): a self-contained ONNX file, checked against PyTorch.
+
+Images: the exported graph takes pixels in NCHW at the run's image size, either float 0..1 or uint8
+0..255, and normalises them itself (mean/std baked in). Text: it takes `input_ids` and
+`attention_mask`; the run's tokenizer is saved next to the .onnx file. Classification graphs output
+`logits`; regression graphs output `values` in the target's units.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from transferkit.errors import ConfigError, ExportError
+
+FORMATS = ("onnx",)
+INPUT_DTYPES = ("float32", "uint8")
+DEFAULT_TOLERANCE = 1e-4
+OPSET = 17
+SAMPLE_TEXTS = ["a short one", "a longer sentence, with punctuation and several more words in it",
+                "okay", "transferkit exports the tokenizer next to the model file"]
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What `export` wrote and how closely ONNX Runtime reproduced PyTorch.
+
+    Attributes:
+        folder: the export folder (RUN/export).
+        model_path: the .onnx file.
+        max_abs_diff: largest absolute difference of the outputs on the sample inputs.
+        tolerance: the largest difference that was accepted.
+        inputs: names of the graph's inputs.
+        outputs: names of the graph's outputs.
+    """
+
+    folder: Path
+    model_path: Path
+    max_abs_diff: float
+    tolerance: float
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+
+class ImageExport(nn.Module):
+    """Pixels (N, C, H, W), float 0..1 or uint8 -> normalised -> model -> outputs."""
+
+    def __init__(self, model: nn.Module, mean, std, *, scale: float, target_stats=None):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.scale = scale
+        self.target_stats = target_stats
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = (pixels.float() / self.scale - self.mean) / self.std
+        return _rescale(self.model(x), self.target_stats)
+
+
+class TextExport(nn.Module):
+    """(input_ids, attention_mask) -> model -> outputs."""
+
+    def __init__(self, model: nn.Module, target_stats=None):
+        super().__init__()
+        self.model = model
+        self.target_stats = target_stats
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.model({"input_ids": input_ids, "attention_mask": attention_mask})
+        return _rescale(logits, self.target_stats)
+
+
+def _rescale(logits: torch.Tensor, target_stats):
+    if target_stats is None:
+        return logits
+    return logits.squeeze(-1) * target_stats[1] + target_stats[0]
+
+
+def export(run, *, format: str = "onnx", tolerance: float = DEFAULT_TOLERANCE, input_dtype: str = "float32",
+           opset: int = OPSET) -> ExportResult:
+    """Export a run's model to RUN/export/, refusing it when ONNX Runtime disagrees with PyTorch.
+
+    Args:
+        run: a run folder (or a loaded `Run`).
+        format: "onnx".
+        tolerance: the largest absolute output difference accepted on the sample inputs.
+        input_dtype: images only: "float32" (pixels 0..1) or "uint8" (pixels 0..255).
+        opset: the ONNX opset to target.
+
+    Returns:
+        An ExportResult with the paths and the measured difference.
+
+    Raises:
+        ConfigError: unknown format or input dtype, or a negative tolerance.
+        ExportError: the exported graph's outputs differ from PyTorch's by more than `tolerance`.
+    """
+    from transferkit.runs import Run
+
+    _check_options(format, tolerance, input_dtype)
+    run = run if isinstance(run, Run) else Run.load(run)
+    model, meta = run.model.float().eval(), run.meta
+    target_stats = None if meta["task"] == "classification" else tuple(meta["target_stats"])
+    if meta["modality"] == "text":
+        wrapper, samples, names = _text_wrapper(model, target_stats)
+    else:
+        wrapper, samples, names = _image_wrapper(model, meta, target_stats, input_dtype)
+    outputs = ("logits",) if target_stats is None else ("values",)
+    final = Path(run.folder) / "export"
+    staging = Path(tempfile.mkdtemp(dir=run.folder, prefix=".export."))
+    try:
+        _torch_export(wrapper, samples[0], staging / "model.onnx", names, outputs, opset)
+        diff = max_abs_diff(wrapper, staging / "model.onnx", samples, names)
+        if not diff <= tolerance:
+            raise ExportError(f"The ONNX model's outputs differ from PyTorch's by up to {diff:.3g}, more than "
+                              f"the tolerance {tolerance:g}; nothing was written to {final}. Try another "
+                              "--opset, or raise --tolerance if the difference is acceptable.")
+        if meta["modality"] == "text":
+            model.backbone.tokenizer.save_pretrained(str(staging / "tokenizer"))
+        _write_meta(staging, meta, names, outputs, input_dtype, diff, tolerance, opset)
+        _replace_folder(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(final, final / "model.onnx", diff, tolerance, names, outputs)
+
+
+def _check_options(format: str, tolerance: float, input_dtype: str) -> None:
+    if format not in FORMATS:
+        raise ConfigError(f"Unknown export format {format!r}. Choose one of: {', '.join(FORMATS)}.")
+    if input_dtype not in INPUT_DTYPES:
+        raise ConfigError(f"Unknown input dtype {input_dtype!r}. Choose one of: {', '.join(INPUT_DTYPES)}.")
+    if not tolerance >= 0:
+        raise ConfigError(f"--tolerance must be zero or positive, got {tolerance!r}.")
+
+
+def _image_wrapper(model, meta: dict, target_stats, input_dtype: str):
+    from transferkit.backbones import DataSpec
+    from transferkit.data.transforms import image_size_for
+
+    spec = DataSpec.from_dict(meta["data_spec"])
+    height, width = image_size_for(spec, meta["image_size"])
+    scale = 255.0 if input_dtype == "uint8" else 1.0
+    wrapper = ImageExport(model, spec.mean, spec.std, scale=scale, target_stats=target_stats).eval()
+    generator = torch.Generator().manual_seed(0)
+    samples = []
+    for batch in (2, 5):  # two batch sizes: the batch axis must stay dynamic
+        pixels = torch.randint(0, 256, (batch, spec.in_chans, height, width), generator=generator, dtype=torch.uint8)
+        samples.append((pixels if input_dtype == "uint8" else pixels.float() / 255.0,))
+    return wrapper, samples, ("pixels",)
+
+
+def _text_wrapper(model, target_stats):
+    tokenizer = model.backbone.tokenizer
+    max_length = model.backbone.data_spec.max_length
+    samples = []
+    for texts in (SAMPLE_TEXTS[:2], SAMPLE_TEXTS):  # different batch sizes and lengths: dynamic axes
+        encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        samples.append((encoded["input_ids"], encoded["attention_mask"]))
+    return TextExport(model, target_stats).eval(), samples, ("input_ids", "attention_mask")
+
+
+def _torch_export(wrapper, sample, path: Path, inputs, outputs, opset: int) -> None:
+    dynamic = {name: ({0: "batch", 1: "sequence"} if name != "pixels" else {0: "batch"}) for name in inputs}
+    dynamic.update({name: {0: "batch"} for name in outputs})
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(wrapper, sample, str(path), dynamo=False, input_names=list(inputs),
+                          output_names=list(outputs), dynamic_axes=dynamic, opset_version=opset)
+
+
+def onnx_outputs(path: Path, sample, names) -> np.ndarray:
+    """Run the ONNX file at `path` on one sample (a tuple of tensors) with ONNX Runtime on the CPU."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {n: t.numpy() for n, t in zip(names, sample)})[0]
+
+
+@torch.inference_mode()
+def max_abs_diff(wrapper, path: Path, samples, names) -> float:
+    """The largest absolute difference between PyTorch's and ONNX Runtime's outputs over `samples`."""
+    worst = 0.0
+    for sample in samples:
+        expected = wrapper(*sample).numpy()
+        got = onnx_outputs(path, sample, names)
+        if got.shape != expected.shape:
+            return float("inf")
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+def _write_meta(folder: Path, meta: dict, inputs, outputs, input_dtype: str, diff: float, tolerance: float,
+                opset: int) -> None:
+    info = {"format": "onnx", "opset": opset, "inputs": list(inputs), "outputs": list(outputs),
+            "task": meta["task"], "classes": meta["classes"], "modality": meta["modality"],
+            "max_abs_diff": diff, "tolerance": tolerance, "backbone": meta["backbone"]}
+    if meta["modality"] == "image":
+        info.update(input_dtype=input_dtype, image_size=meta["image_size"] or meta["data_spec"]["input_size"],
+                    layout="NCHW", pixel_range="0..255" if input_dtype == "uint8" else "0..1",
+                    normalisation_included=True, mean=meta["data_spec"]["mean"], std=meta["data_spec"]["std"])
+    else:
+        info.update(tokenizer="tokenizer", max_length=meta["max_length"] or meta["data_spec"]["max_length"])
+    (folder / "transferkit_export.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+
+
+def _replace_folder(staging: Path, final: Path) -> None:
+    """Swap `staging` in as `final`; a reader sees the old export or the new one, never a mix."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old.{os.getpid()}")
+        os.replace(final, old)
+    os.replace(staging, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

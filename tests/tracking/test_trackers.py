@@ -1,0 +1,122 @@
+"""--tracker mlflow|tensorboard: runs read back from a real MLflow SQLite store and with TensorBoard's own reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import transferkit
+from transferkit.training.module import TransferModule
+from transferkit.tracking import list_trackers
+
+FAST = dict(model="tiny-cnn", image_size=16, progress=False)
+
+
+def mlflow_client(db: Path):
+    from mlflow.tracking import MlflowClient
+
+    assert db.is_file(), f"no MLflow store at {db}"
+    return MlflowClient(f"sqlite:///{db}")
+
+
+def read_metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value), ...]} of every event file under `folder`, read by TensorBoard's EventAccumulator."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result: dict[str, list[tuple[int, float]]] = {}
+    for events in sorted({p.parent for p in folder.rglob("events.out.tfevents.*")}):
+        accumulator = EventAccumulator(str(events))
+        accumulator.Reload()
+        for tag in accumulator.Tags()["scalars"]:
+            result.setdefault(tag, []).extend((e.step, e.value) for e in accumulator.Scalars(tag))
+    return result
+
+
+def test_trackers_are_listed():
+    assert [t["name"] for t in list_trackers()] == ["csv", "tensorboard", "mlflow"]
+
+
+def test_fit_logs_params_epochs_final_metrics_and_artifacts_to_mlflow(tmp_path, monkeypatch, color_images):
+    monkeypatch.chdir(tmp_path)  # nothing may land in ./mlruns
+    run = transferkit.fit(data=str(color_images), strategy="full", epochs=2, tracker="mlflow",
+                          out=str(tmp_path / "runs" / "full"), **FAST)
+    assert run.config.tracking_uri == f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}"  # saved resolved
+    client = mlflow_client(tmp_path / "runs" / "mlflow.db")
+    experiment = client.get_experiment_by_name("transferkit")
+    [logged] = client.search_runs([experiment.experiment_id])
+    assert logged.info.status == "FINISHED" and logged.info.run_name == "full"
+    assert logged.data.params["strategy"] == "full" and logged.data.params["epochs"] == "2"
+    assert logged.data.params["strategy_options/backbone_lr_scale"] == "0.1"
+    assert len(client.get_metric_history(logged.info.run_id, "val/accuracy")) == read_metrics(run.folder)["epochs_run"]
+    for split in ("val", "test"):
+        for name, value in read_metrics(run.folder)[split].items():
+            assert logged.data.metrics[f"final/{split}/{name}"] == pytest.approx(value)
+    assert logged.data.metrics["final/trainable_params"] == read_metrics(run.folder)["trainable_params"]
+    artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
+    assert {"config.yaml", "metrics.json", "history.csv", "predictions_test.csv", "model"} <= artifacts
+    assert "model/model.safetensors" in {a.path for a in client.list_artifacts(logged.info.run_id, "model")}
+    assert (tmp_path / "runs" / "mlartifacts").is_dir() and not (tmp_path / "mlruns").exists()
+
+
+def test_a_resumed_fit_keeps_logging_to_the_same_mlflow_run(tmp_path, monkeypatch, color_images):
+    real_epoch_start = TransferModule.on_train_epoch_start
+
+    def power_cut(self):
+        if self.current_epoch == 1:
+            raise RuntimeError("power cut")
+        real_epoch_start(self)
+
+    out = tmp_path / "full"
+    with monkeypatch.context() as mp:
+        mp.setattr(TransferModule, "on_train_epoch_start", power_cut)
+        with pytest.raises(RuntimeError, match="power cut"):
+            transferkit.fit(data=str(color_images), strategy="full", epochs=2, tracker="mlflow", out=str(out), **FAST)
+    client = mlflow_client(tmp_path / "mlflow.db")
+    [failed] = client.search_runs([client.get_experiment_by_name("transferkit").experiment_id])
+    assert failed.info.status == "FAILED"
+    transferkit.resume(out, progress=False)
+    [logged] = client.search_runs([client.get_experiment_by_name("transferkit").experiment_id])
+    assert logged.info.run_id == failed.info.run_id and logged.info.status == "FINISHED"
+    epochs = [m.value for m in client.get_metric_history(logged.info.run_id, "epoch")]
+    assert sorted(set(epochs)) == [0.0, 1.0]  # epoch 0 before the cut, epoch 1 after the resume
+
+
+def test_compare_groups_its_cells_under_one_mlflow_experiment(tmp_path):
+    out = tmp_path / "cmp-digits"
+    result = transferkit.compare(data="demo:digits", strategies="feature-extraction,scratch", train_per_class=5,
+                                 seeds=1, epochs=1, tracker="mlflow", out=str(out), **FAST)
+    client = mlflow_client(out / "mlflow.db")
+    experiment = client.get_experiment_by_name("cmp-digits")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(result.table["cell"])
+    for logged in runs:
+        row = result.table.set_index("cell").loc[logged.info.run_name]
+        assert logged.data.tags["strategy"] == row["strategy"]
+        assert logged.data.metrics["final/test/accuracy"] == pytest.approx(row["test/accuracy"])
+        assert len(client.get_metric_history(logged.info.run_id, "val/accuracy")) == row["epochs_run"]
+    assert [e.name for e in client.search_experiments()] in (["cmp-digits", "Default"], ["cmp-digits"])
+
+
+@pytest.mark.parametrize("strategy", ["feature-extraction", "full"])
+def test_tensorboard_event_files_hold_epochs_and_final_metrics(tmp_path, color_images, strategy):
+    run = transferkit.fit(data=str(color_images), strategy=strategy, epochs=2, tracker="tensorboard",
+                          out=str(tmp_path / strategy), **FAST)
+    logged = scalars(run.folder / "logs" / "tensorboard")
+    metrics = read_metrics(run.folder)
+    assert len(logged["val/accuracy"]) == metrics["epochs_run"]  # one point per epoch (one for a scikit-learn head)
+    assert logged["final/test/accuracy"][-1][1] == pytest.approx(metrics["test"]["accuracy"], abs=1e-6)
+    assert logged["final/trainable_params"][-1][1] == metrics["trainable_params"]
+    assert (run.folder / "history.csv").is_file()  # the CSV log is still written alongside
+
+
+def test_unknown_tracker_is_refused_before_anything_is_written(cli_error, tmp_path, color_images):
+    message = cli_error("fit", "--data", color_images, "--model", "tiny-cnn", "--tracker", "mlfow",
+                        "--out", tmp_path / "r")
+    assert "Unknown tracker 'mlfow'" in message and "Did you mean 'mlflow'" in message
+    assert not (tmp_path / "r").exists()
