@@ -15,11 +15,18 @@ OPTIONS = dict(data="demo:mnist", model="tiny-cnn", image_size=16, epochs=2, val
 
 
 @contextmanager
-def single_torch_thread():
-    """Tiny-cnn's ops are far too small to share out: one thread runs them several times faster on a busy CPU."""
+def single_thread():
+    """One torch and one BLAS thread: these tests' ops are far too small to share out.
+
+    On a busy CPU, threads waiting for each other make them slow: a dot product of 12,810 floats took
+    8 ms with OpenBLAS's 2 threads and 0.002 ms with one, so a logistic-regression head took minutes.
+    """
+    from threadpoolctl import threadpool_limits
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with threadpool_limits(limits=1):
+            yield
     finally:
         torch.set_num_threads(threads)

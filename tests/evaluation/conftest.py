@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from compare_helpers import OPTIONS, SEEDS, SIZES, STRATEGIES, single_torch_thread
+from compare_helpers import OPTIONS, SEEDS, SIZES, STRATEGIES, single_thread
 
 import transferkit
 from transferkit.training import features
@@ -28,7 +28,7 @@ def mnist_comparison(tmp_path_factory) -> Fitted:
         extractions.append(Path(out_path))
         return real(backbone, loader, out_path, *args, **kwargs)
 
-    with single_torch_thread(), pytest.MonkeyPatch.context() as mp:
+    with single_thread(), pytest.MonkeyPatch.context() as mp:
         mp.setattr(features, "extract_features", counting)
         result = transferkit.compare(strategies=",".join(STRATEGIES), train_per_class=SIZES,
                                      seeds=len(SEEDS), out=str(out), progress=False, **OPTIONS)
@@ -36,6 +36,6 @@ def mnist_comparison(tmp_path_factory) -> Fitted:
 
 
 @pytest.fixture(autouse=True)
-def _single_torch_thread():
-    with single_torch_thread():
+def _single_thread():
+    with single_thread():
         yield

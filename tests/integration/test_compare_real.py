@@ -9,6 +9,15 @@ import transferkit
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def _single_blas_thread():
+    """On a busy CPU, OpenBLAS's spinning threads made the logistic head's small dot products ~1000x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
 def test_efficientnet_comparison_on_mnist_finds_transfer_helps(tmp_path):
     result = transferkit.compare(data="demo:mnist", model="efficientnet_lite0", strategies="feature-extraction,scratch",
                                  train_per_class=10, seeds=2, image_size=32, epochs=2, val_fraction=0.05,

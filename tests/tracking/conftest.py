@@ -1,4 +1,4 @@
-"""Tracker tests fit tiny networks; see tests/evaluation/compare_helpers.py for the one-thread rationale."""
+"""Tracker tests fit tiny networks, each op far too small to share out between threads."""
 
 from __future__ import annotations
 
@@ -7,8 +7,12 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _single_torch_thread():
+def _single_thread():
+    """One torch and one BLAS thread (see tests/evaluation/compare_helpers.py for the figures)."""
+    from threadpoolctl import threadpool_limits
+
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny-cnn's ops are too small to share out between threads on a busy CPU
-    yield
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
     torch.set_num_threads(threads)

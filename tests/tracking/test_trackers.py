@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import transferkit
-from transferkit.training.module import TransferModule
 from transferkit.tracking import list_trackers
+from transferkit.training.module import TransferModule
 
 FAST = dict(model="tiny-cnn", image_size=16, progress=False)
 

@@ -103,7 +103,7 @@ def measure(context: ResolveContext, cfg: AutoConfig) -> dict[str, Any]:
         signals.update(classes=None, labels_per_class=len(train))
         signals.update(probe(features, targets, "regression", config.seed))
     if cfg.budget_seconds is not None:
-        signals["fine_tune_seconds"] = round(fine_tune_seconds(context), 1)
+        signals["fine_tune_seconds"] = float(f"{fine_tune_seconds(context):.3g}")  # significant digits: never rounds to 0
     return signals
 
 
@@ -178,7 +178,7 @@ def choose(signals: dict[str, Any], cfg: AutoConfig) -> tuple[str, list[str]]:
             f"feature fit {fit:.2f} >= high_fit={cfg.high_fit}: the frozen features already separate the classes"]
     if seconds is not None and seconds > cfg.budget_seconds:
         return "feature-extraction", reasons + [
-            f"fine-tuning would take about {seconds:.0f} s > budget_seconds={cfg.budget_seconds:g}"]
+            f"fine-tuning would take about {seconds:.3g} s > budget_seconds={cfg.budget_seconds:g}"]
     if k >= cfg.many_labels:
         return "full", reasons + [f"{k} labels per class >= many_labels={cfg.many_labels}: enough to adapt every layer"]
     if fit is not None and fit < cfg.low_fit:
