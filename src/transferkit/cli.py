@@ -21,6 +21,9 @@ STRATEGY_FLAGS = {
     "--target-modules": ("target_modules", str, "lora: comma-separated module names or a regex"),
     "--C": ("C", float, "feature-extraction: inverse regularisation of the logistic head"),
     "--budget-seconds": ("budget_seconds", float, "auto: most seconds fine-tuning may take (else feature extraction)"),
+    "--dann-weight": ("dann_weight", float, "dann: largest weight of the reversed domain gradient (ramped up)"),
+    "--coral-weight": ("coral_weight", float, "coral: weight of the CORAL loss"),
+    "--mmd-weight": ("mmd_weight", float, "mmd: weight of the multi-kernel MMD loss"),
 }
 
 
@@ -46,6 +49,8 @@ def _add_fit_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> 
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--task", choices=["classification", "regression"])
     p.add_argument("--test-data", help="separate labeled test set (same kinds as --data)")
+    p.add_argument("--target-data", help="unlabeled data of the domain to adapt to (same kinds as --data; labels "
+                   "ignored): dann, coral and mmd train on it; every run reports the domain gap to it")
     p.add_argument("--text-column")
     p.add_argument("--image-column")
     p.add_argument("--label-column")

@@ -28,6 +28,9 @@ class RunConfig:
     mlflow) logged to besides the run folder's CSV log; `tracking_uri` and `experiment` say where
     (MLflow: a store URI, default a SQLite file next to the run folder). `feature_cache` is the
     folder of cached frozen-backbone features (default: $TRANSFERKIT_CACHE/features).
+    `target_data` is unlabeled data of the domain to adapt to (any source `data` takes; its labels
+    are ignored): the domain-adaptation strategies train on it, and every run measures the domain
+    gap to it.
     `accelerator`, `devices` and `num_nodes` say where Lightning trains: more than one device or
     node trains with DDP (`batch_size` is per process, so the global batch is devices x nodes x it).
     """
@@ -39,6 +42,7 @@ class RunConfig:
     out: str | None = None
     weights: str | None = None
     test_data: str | None = None
+    target_data: str | None = None
     text_column: str = "text"
     image_column: str = "image"
     label_column: str = "label"

@@ -129,9 +129,21 @@ class Run:
         for split in ("val", "test"):
             for key, value in m.get(split, {}).items():
                 rows.append((f"{split}/{key}", f"{value:.4f}"))
+        if m.get("target_data"):
+            rows += self._domain_rows()
         rows += [("trainable params", f"{m['trainable_params']:,} of {m['total_params']:,}"),
                  ("epochs", str(m["epochs_run"])), ("train time", f"{m['train_seconds']:.1f} s"),
                  ("run folder", str(self.folder))]
+        return rows
+
+    def _domain_rows(self) -> list[tuple[str, str]]:
+        m = self.metrics
+        rows = [("target domain", f"{m['target_data']} ({m['n_target']} unlabeled samples)"),
+                ("model selection", f"{m['model_selection']} (target labels never choose the model)")]
+        gap = m.get("domain_gap")
+        if gap:
+            rows.append(("domain gap (proxy A-distance)", f"{gap['proxy_a_distance_before']:.3f} before -> "
+                         f"{gap['proxy_a_distance_after']:.3f} after training (0: same, 2: separable)"))
         return rows
 
     def print_summary(self) -> None:

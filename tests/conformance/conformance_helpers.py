@@ -33,6 +33,9 @@ SCHEDULE_OPTIONS: dict[str, dict] = {
     "gradual": {"unfreeze_every": 1},
     "full": {"head_warmup": 1},
     "l2sp": {"head_warmup": 1},
+    "dann": {"head_warmup": 1},
+    "coral": {"head_warmup": 1},
+    "mmd": {"head_warmup": 1},
 }
 
 #: Epochs of the short trainings: long enough for gradual to unfreeze two of three groups.
@@ -74,21 +77,32 @@ def make_model(backbone: str, *, pretrained: bool = True, n_classes: int = N_CLA
     return TransferModel(bb, head)
 
 
-def make_batches(backbone: str, *, n_batches: int = 2, batch_size: int = 4, seed: int = 0) -> list:
-    """(inputs, targets, index) batches shaped like the data loaders', for the given backbone."""
+def make_batches(backbone: str, *, n_batches: int = 2, batch_size: int = 4, seed: int = 0,
+                 target_domain: bool = False) -> list:
+    """(inputs, targets, index) batches shaped like the data loaders', for the given backbone.
+
+    `target_domain`: append the inputs of an unlabeled target-domain batch, drawn differently from the
+    source inputs, as `SourceTargetLoader` does for the strategies that need target data.
+    """
     gen = torch.Generator().manual_seed(seed)
     bb = _pristine_backbone(backbone, True)
     batches = []
     for b in range(n_batches):
         targets = torch.randint(0, N_CLASSES, (batch_size,), generator=gen)
         index = torch.arange(b * batch_size, (b + 1) * batch_size)
-        if bb.data_spec.modality == "text":
-            picks = torch.randint(0, len(TEXTS), (batch_size,), generator=gen).tolist()
-            inputs = bb.tokenize([TEXTS[i] for i in picks])
-        else:
-            inputs = torch.randn(batch_size, 3, 16, 16, generator=gen) * 2 + 1  # far from BN's init stats
-        batches.append((inputs, targets, index))
+        batch = (_inputs(bb, batch_size, gen), targets, index)
+        if target_domain:
+            batch = (*batch, _inputs(bb, batch_size, gen, shift=2.0))
+        batches.append(batch)
     return batches
+
+
+def _inputs(bb, batch_size: int, gen: torch.Generator, shift: float = 0.0):
+    if bb.data_spec.modality == "text":
+        picks = torch.randint(0, len(TEXTS), (batch_size,), generator=gen).tolist()
+        texts = [TEXTS[i] for i in picks]
+        return bb.tokenize([t.upper() for t in texts] if shift else texts)
+    return torch.randn(batch_size, 3, 16, 16, generator=gen) * 2 + 1 + shift  # far from BN's init stats
 
 
 def _trainable_recorder(seen: set[str]):
@@ -174,6 +188,8 @@ def fit_options(image_folder: Path, strategy: str, out: Path, **overrides) -> di
     options = dict(data=str(image_folder), model="tiny-cnn", strategy=strategy, out=str(out), image_size=16,
                    epochs=EPOCHS, batch_size=4, lr=1e-2, val_fraction=0.0, test_fraction=0.25)
     options.update(SCHEDULE_OPTIONS.get(strategy, {}))
+    if STRATEGIES.get(strategy).needs_target_data:
+        options["target_data"] = str(image_folder)  # its labels are ignored: unlabeled target data
     if STRATEGIES.get(strategy).uses_cached_features or STRATEGIES.get(strategy).resolves_from_data:
         options["head"] = "linear"  # a neural head trains through Lightning, so it has checkpoints
     options.update(overrides)

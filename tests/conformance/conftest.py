@@ -37,8 +37,10 @@ def trained():
     def get(strategy: str, backbone: str, start_mode: str = "train", **options) -> Trained:
         key = (strategy, backbone, start_mode, tuple(sorted(options.items())))
         if key not in _TRAINED:
-            _TRAINED[key] = train_briefly(make_model(backbone), strategy_for(strategy, **options),
-                                          make_batches(backbone), start_mode=start_mode)
+            strat = strategy_for(strategy, **options)
+            _TRAINED[key] = train_briefly(make_model(backbone), strat,
+                                          make_batches(backbone, target_domain=strat.needs_target_data),
+                                          start_mode=start_mode)
         return _TRAINED[key]
 
     return get

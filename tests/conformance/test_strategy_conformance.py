@@ -265,8 +265,9 @@ def _changed_options(strategy: str) -> dict:
 def test_run_config_round_trips_through_yaml(strategy, tmp_path):
     from transferkit.training.fit import resolve_config
 
+    target = {"target_data": "demo:mnist"} if STRATEGIES.get(strategy).needs_target_data else {}
     config = resolve_config(transferkit.build_config(data="demo:digits", model="tiny-cnn", strategy=strategy,
-                                                     out=str(tmp_path / "run"), **_changed_options(strategy)))
+                                                     out=str(tmp_path / "run"), **target, **_changed_options(strategy)))
     save_yaml(config.to_dict(), tmp_path / "config.yaml")
     loaded = RunConfig.from_dict(load_yaml(tmp_path / "config.yaml"))
     assert loaded == config

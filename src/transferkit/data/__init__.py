@@ -3,7 +3,7 @@
 from transferkit.data.dataset import MODALITIES, TASKS, LabeledData
 from transferkit.data.demos import DEMOS, list_demos, register_demo
 from transferkit.data.images import IMAGE_EXTENSIONS, open_image
-from transferkit.data.loaders import make_loader
+from transferkit.data.loaders import SourceTargetLoader, make_loader
 from transferkit.data.sources import load_data
 from transferkit.data.splits import align_classes, make_splits
 from transferkit.data.tables import TABLE_READERS
@@ -14,6 +14,7 @@ __all__ = [
     "DEMOS",
     "IMAGE_EXTENSIONS",
     "MODALITIES",
+    "SourceTargetLoader",
     "TABLE_READERS",
     "TASKS",
     "LabeledData",

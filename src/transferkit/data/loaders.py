@@ -11,7 +11,7 @@ from transferkit.backbones.base import DataSpec
 from transferkit.data.dataset import LabeledData
 from transferkit.data.images import open_image
 from transferkit.data.transforms import build_image_transform, check_augment
-from transferkit.errors import ConfigError
+from transferkit.errors import ConfigError, DataError
 
 Tokenize = Callable[..., dict]
 
@@ -118,3 +118,34 @@ def make_loader(
         generator=generator, num_workers=num_workers, collate_fn=collate,
         persistent_workers=num_workers > 0,
     )
+
+
+class SourceTargetLoader:
+    """Source batches, each with the inputs of an unlabeled target-domain batch appended.
+
+    Yields (inputs, targets, index, target_inputs). An epoch is one pass over `source`; `target`
+    cycles on its own, reshuffled by its loader on every pass, so a small target set repeats within
+    an epoch and a large one carries on where the previous epoch stopped.
+    """
+
+    def __init__(self, source: DataLoader, target: DataLoader):
+        self.source = source
+        self.target = target
+        self._target_batches = None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __iter__(self):
+        for batch in self.source:
+            yield (*batch, self._next_target_inputs())
+
+    def _next_target_inputs(self):
+        for _ in range(2):
+            if self._target_batches is None:
+                self._target_batches = iter(self.target)
+            try:
+                return next(self._target_batches)[0]
+            except StopIteration:
+                self._target_batches = None
+        raise DataError("The target-domain data is empty; give --target-data with at least one sample.")

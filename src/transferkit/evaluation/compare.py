@@ -274,6 +274,7 @@ def cell_row(folder: Path, cell: Cell) -> dict[str, Any] | None:
     per_class = metrics["n_train"] / len(classes) if classes else float("nan")
     return {"cell": cell.name, "strategy": cell.strategy, "train_per_class": cell.size, "seed": cell.seed,
             "labels_per_class": per_class, "pretrained": STRATEGIES.get(cell.strategy).uses_pretrained,
+            "source_only_baseline": STRATEGIES.get(cell.strategy).source_only_baseline,
             "model": metrics.get("model"), "task": metrics.get("task"), **_numbers(metrics),
             "folder": str(Path("cells") / cell.name)}
 

@@ -77,12 +77,29 @@ def transfer_benefit(table: pd.DataFrame, column: str) -> pd.DataFrame:
     baselines = table.loc[~table["pretrained"].astype(bool), "strategy"].unique()
     if not len(baselines):
         return pd.DataFrame()
-    baseline, sign = baselines[0], 1.0 if higher_is_better(table["task"].iloc[0]) else -1.0
+    pairs = [(s, baselines[0]) for s in table.loc[table["pretrained"].astype(bool), "strategy"].unique()]
+    return _paired_gains(table, column, pairs)
+
+
+def adaptation_benefit(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Gain of each domain-adaptation strategy over its source-only baseline (`full`), paired by seed."""
+    if "source_only_baseline" not in table:
+        return pd.DataFrame()
+    named = table.dropna(subset=["source_only_baseline"]).drop_duplicates("strategy")
+    pairs = [(r.strategy, r.source_only_baseline) for r in named.itertuples() if r.source_only_baseline]
+    return _paired_gains(table, column, [(s, b) for s, b in pairs if b in set(table["strategy"])])
+
+
+def _paired_gains(table: pd.DataFrame, column: str, pairs: list[tuple[str, str]]) -> pd.DataFrame:
+    """(strategy, baseline) gains per data size over the seeds both have, signed so positive is better."""
+    sign = 1.0 if higher_is_better(table["task"].iloc[0]) else -1.0
     rows = []
     for size, part in table.groupby("train_per_class", sort=False):
-        base = part[part["strategy"] == baseline].set_index("seed")[column]
-        for strategy, runs in part[part["pretrained"].astype(bool)].groupby("strategy", sort=False):
-            scores = runs.set_index("seed")[column]
+        by_strategy = {s: runs.set_index("seed")[column] for s, runs in part.groupby("strategy", sort=False)}
+        for strategy, baseline in pairs:
+            if strategy not in by_strategy or baseline not in by_strategy:
+                continue
+            scores, base = by_strategy[strategy], by_strategy[baseline]
             seeds = scores.index.intersection(base.index)
             if not len(seeds):
                 continue
@@ -117,11 +134,14 @@ def _size_tables(summary: pd.DataFrame, metric: str) -> list[Block]:
     return blocks
 
 
-def _benefit_blocks(benefit: pd.DataFrame, metric: str) -> list[Block]:
+def _benefit_blocks(benefit: pd.DataFrame, metric: str, adapting: bool = False) -> list[Block]:
     blocks: list[Block] = [Heading("Transfer benefit")]
     if benefit.empty:
-        return blocks + [Paragraph("No baseline trained from scratch in this comparison; add the `scratch` "
-                                   "strategy to measure what pretraining brings.")]
+        text = ("No baseline trained from scratch in this comparison; add the `scratch` strategy to measure "
+                "what pretraining brings.")
+        if adapting:
+            text += " The domain-adaptation strategies are measured against their source-only baseline below."
+        return blocks + [Paragraph(text)]
     baseline = benefit["baseline"].iloc[0]
     blocks.append(Paragraph(f"Gain in {metric} of each pretrained strategy over {baseline} (same seeds, same "
                             "splits; positive is better), with its 95% confidence interval."))
@@ -134,18 +154,52 @@ def _benefit_blocks(benefit: pd.DataFrame, metric: str) -> list[Block]:
     return blocks
 
 
-def _verdict_lines(summary: pd.DataFrame, benefit: pd.DataFrame, metric: str) -> list[Block]:
+def _verdict_lines(summary: pd.DataFrame, benefit: pd.DataFrame, metric: str,
+                   adaptation: pd.DataFrame | None = None) -> list[Block]:
     lines: list[Block] = [Heading("Summary")]
     for size, part in summary.groupby("size", sort=False):
         best = part[part["best"]].iloc[0]
         text = f"{size_label(size)}: best is {best.strategy} ({metric} {best['mean']:.3f}"
         text += ")" if best.half != best.half else f" ± {best.half:.3f})"
-        gains = benefit[benefit["size"] == size] if not benefit.empty else benefit
-        if len(gains):
-            top = gains.loc[gains["gain"].idxmax()]
-            text += f"; transfer gain over {top.baseline}: {top.gain:+.3f} ({top.strategy})"
+        for what, gains in (("transfer", benefit), ("adaptation", adaptation)):
+            gains = gains[gains["size"] == size] if gains is not None and not gains.empty else None
+            if gains is not None and len(gains):
+                top = gains.loc[gains["gain"].idxmax()]
+                text += f"; {what} gain over {top.baseline}: {top.gain:+.3f} ({top.strategy})"
         lines.append(Paragraph(text + "."))
     return lines
+
+
+def _adaptation_verdict(gain: float, verdict: str) -> str:
+    return "hurts" if gain < 0 else "no change" if gain == 0 else verdict
+
+
+def _adaptation_blocks(table: pd.DataFrame, adaptation: pd.DataFrame, options: dict, metric: str) -> list[Block]:
+    """Domain adaptation: gain over the source-only baseline, and the domain gap before and after training."""
+    adapting = sorted(set(table.dropna(subset=["source_only_baseline"])["strategy"]))
+    baselines = sorted(set(table.dropna(subset=["source_only_baseline"])["source_only_baseline"]))
+    blocks: list[Block] = [Heading("Domain adaptation"), Paragraph(
+        f"Target domain: {options.get('target_data')}, unlabeled in training. Each adaptation strategy "
+        f"({', '.join(adapting)}) is compared with {' / '.join(baselines)} fine-tuned on the source data alone "
+        f"(source-only), on the same seeds and splits; {metric} is scored on --test-data "
+        f"({options.get('test_data')}). Checkpoints and early stopping read the source validation split only: "
+        "target labels never choose a model.")]
+    if adaptation.empty:
+        return blocks + [Alert(f"No source-only baseline finished: add {' / '.join(baselines)} to --strategies "
+                               "to measure what adaptation brings.")]
+    rows = [[size_label(r.size), r.strategy, r.baseline, f"{r.gain:+.3f}", _interval(r.gain, r.half), str(r.seeds),
+             _adaptation_verdict(r.gain, r.verdict)] for r in adaptation.itertuples()]
+    blocks.append(Table(["data size", "strategy", "source-only", "gain", "95% CI", "seeds", "verdict"], rows))
+    before, after = "domain_gap/proxy_a_distance_before", "domain_gap/proxy_a_distance_after"
+    if before in table and after in table:
+        gaps = table.dropna(subset=[after]).groupby(["train_per_class", "strategy"], sort=False)[[before, after]]
+        rows = [[size_label(size), strategy, f"{r[before]:.3f}", f"{r[after]:.3f}"]
+                for (size, strategy), r in gaps.mean().iterrows()]
+        blocks += [Paragraph("Domain gap: proxy A-distance (0: a linear classifier cannot tell the domains apart, "
+                             "2: it always can) between source and target features of the pretrained backbone "
+                             "(before) and of the trained one (after), mean over seeds."),
+                   Table(["data size", "strategy", "before", "after"], rows)]
+    return blocks
 
 
 def _curves(folder: Path, table: pd.DataFrame, column: str) -> dict[str, dict]:
@@ -206,6 +260,8 @@ def build_blocks(folder: Path, spec: dict[str, Any], table: pd.DataFrame) -> lis
     column = main_column(table)
     metric = column.replace("/", " ")
     summary, benefit = summarize(table, column), transfer_benefit(table, column)
+    adaptation = adaptation_benefit(table, column)
+    adapting = "source_only_baseline" in table and table["source_only_baseline"].notna().any()
     options = spec["options"]
     total = len(spec["strategies"]) * len(spec["train_per_class"]) * len(spec["seeds"])
     better = "higher" if higher_is_better(table["task"].iloc[0]) else "lower"
@@ -221,9 +277,11 @@ def build_blocks(folder: Path, spec: dict[str, Any], table: pd.DataFrame) -> lis
     if len(table) < total:
         blocks.append(Alert(f"{total - len(table)} cells are not finished; re-run the same `transferkit compare` "
                             "command to finish them (finished cells are skipped)."))
-    blocks += _verdict_lines(summary, benefit, metric)
+    blocks += _verdict_lines(summary, benefit, metric, adaptation)
     blocks += _size_tables(summary, metric)
-    blocks += _benefit_blocks(benefit, metric)
+    blocks += _benefit_blocks(benefit, metric, adapting)
+    if adapting:
+        blocks += _adaptation_blocks(table, adaptation, options, metric)
     blocks += _figures(folder, table, summary, column, metric)
     return blocks
 

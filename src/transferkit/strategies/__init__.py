@@ -7,11 +7,14 @@ from typing import Any
 from transferkit.registry import Registry
 from transferkit.strategies.auto import Auto
 from transferkit.strategies.base import Strategy, StrategyConfig
+from transferkit.strategies.coral import Coral
+from transferkit.strategies.dann import DANN
 from transferkit.strategies.feature_extraction import FeatureExtraction
 from transferkit.strategies.full import Full
 from transferkit.strategies.gradual import Gradual
 from transferkit.strategies.l2sp import L2SP
 from transferkit.strategies.lora import Lora
+from transferkit.strategies.mmd import MMD
 from transferkit.strategies.partial import Partial
 from transferkit.strategies.scratch import Scratch
 
@@ -23,7 +26,7 @@ def register_strategy(cls: type[Strategy]) -> type[Strategy]:
     return STRATEGIES.register(cls.name, cls)
 
 
-for _cls in (FeatureExtraction, Partial, Gradual, Full, L2SP, Lora, Scratch, Auto):
+for _cls in (FeatureExtraction, Partial, Gradual, Full, L2SP, Lora, Scratch, Auto, DANN, Coral, MMD):
     register_strategy(_cls)
 
 

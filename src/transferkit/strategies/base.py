@@ -105,6 +105,13 @@ class Strategy:
     uses_cached_features: ClassVar[bool] = False
     #: True for a strategy that only picks another registered strategy from the data (`resolve`).
     resolves_from_data: ClassVar[bool] = False
+    #: True for a domain-adaptation strategy: each training batch also carries the inputs of a batch of
+    #: unlabeled target-domain data (`--target-data`), and `extra_loss` finds their backbone features
+    #: in `outputs["target_domain_features"]`.
+    needs_target_data: ClassVar[bool] = False
+    #: The registered strategy that trains the same way on the source data alone: the baseline a
+    #: comparison measures a domain-adaptation strategy against (None: not a domain-adaptation strategy).
+    source_only_baseline: ClassVar[str | None] = None
 
     def __init__(self, config: StrategyConfig | None = None):
         self.config = config or self.config_class()
@@ -161,6 +168,9 @@ class Strategy:
     def probe_init(self) -> bool:
         """Initialise a linear head by a linear probe on frozen features before training (LP-FT)."""
         return bool(getattr(self.config, "probe_init", False))
+
+    def on_train_step(self, step: int, total_steps: int) -> None:
+        """Called before each training step with the step index and the run's total number of steps."""
 
     def extra_loss(self, model, batch, outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Named extra loss terms (e.g. `loss/l2sp`), each added to the task loss and logged."""

@@ -3,12 +3,23 @@
 Launched directly (`transferkit fit --devices 2`), Lightning starts the other processes itself by
 re-running the same command; under torchrun or SLURM every process is started by the launcher and
 Lightning reads its rank from the environment. Either way all processes train, and only the
-global rank 0 writes the run folder.
+global rank 0 writes the run folder. Frozen-backbone features missing from the cache are extracted
+the same way, each process a disjoint part (`extract_sharded`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from transferkit.training.features import batch_features, merge_shards, shard_paths, use_channels_last
+
+log = logging.getLogger("transferkit")
 
 #: Environment variables that carry a process's global rank, by launcher (torchrun, SLURM, LSF).
 _GLOBAL_RANK_VARS = ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
@@ -67,3 +78,122 @@ def check_static_schedule(config, strategy, model) -> None:
         raise ConfigError(f"Strategy {config.strategy!r} unfreezes layers during training, which DDP cannot "
                           f"follow (--devices {config.devices}, --num-nodes {config.num_nodes}); train it on one "
                           "device, or use a strategy whose trainable layers stay fixed (e.g. --head-warmup 0).")
+
+
+def extract_sharded(backbone, loader, out_path: Path, total: int, *, placement: dict, precision: str = "32",
+                    desc: str = "features") -> np.ndarray:
+    """Frozen-backbone features of `loader`'s `total` samples, each process computing a disjoint part.
+
+    Lightning's distributed prediction: every process predicts the samples `rank::world` (no padding,
+    no repeats) on its own device and streams them, with their sample indices, to its shard next to
+    `out_path`; global rank 0 then scatters the shards into `out_path` in sample order, so the cache
+    file is the one a single process writes. Launched directly, the first call starts the other
+    processes (by re-running the command, as training does) and later calls reuse them; all of them
+    must reach this call, and the cache folder must be shared between machines.
+
+    Args:
+        placement: fresh Trainer arguments from `trainer_placement` (accelerator, devices, nodes, strategy).
+
+    Returns:
+        The merged features, memory-mapped, in every process.
+    """
+    from transferkit.training.quiet import quiet_lightning
+
+    quiet_lightning()
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    device = next(backbone.parameters()).device
+    trainer = L.Trainer(**placement, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=out_path.parent,
+                        callbacks=[_ShardWriter(out_path, total, desc)])
+    trainer.predict(_FeatureModule(backbone, precision), loader, return_predictions=False)
+    backbone.to(device)  # Lightning left it on this process's accelerator
+    trainer.strategy.barrier()  # every shard is on disk
+    problem = None
+    if trainer.is_global_zero:
+        try:
+            merge_shards(out_path, total, backbone.num_features, trainer.world_size)
+        except Exception as error:  # raised below in every process, so that none waits for rank 0 forever
+            problem = error
+    problem = trainer.strategy.broadcast(problem)
+    if problem is not None:
+        raise problem
+    return np.load(out_path, mmap_mode="r")
+
+
+class _FeatureModule(L.LightningModule):
+    """The frozen backbone as a predict step: (sample indices, float32 features) per batch."""
+
+    def __init__(self, backbone, precision: str):
+        super().__init__()
+        self.backbone = backbone
+        self.feature_precision = precision
+        self.nhwc = False
+
+    def on_predict_start(self) -> None:
+        self.nhwc = use_channels_last(self.backbone)
+
+    def on_predict_end(self) -> None:
+        if self.nhwc:
+            use_channels_last(self.backbone, enable=False)
+
+    def predict_step(self, batch, batch_idx):
+        inputs, _, index = batch
+        return index, batch_features(self.backbone, inputs, nhwc=self.nhwc, precision=self.feature_precision)
+
+
+class _ShardWriter(BasePredictionWriter):
+    """Appends each batch's rows and sample indices to this process's shard, renamed into place at the end.
+
+    The rows file is renamed last, so its presence marks a complete shard.
+    """
+
+    def __init__(self, out_path: Path, total: int, desc: str):
+        super().__init__(write_interval="batch")
+        self.out_path, self.total, self.desc = out_path, total, desc
+        self.paths: tuple[Path, ...] = ()
+        self.files: list = []
+        self.count = 0
+        self.bar = None
+
+    def _partial(self, path: Path) -> Path:
+        return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        from tqdm.auto import tqdm
+
+        rows, index = shard_paths(self.out_path, trainer.global_rank, trainer.world_size)
+        self.paths = (index, rows)
+        self.files = [open(self._partial(path), "wb") for path in self.paths]  # closed in _close
+        self.count = 0
+        if trainer.is_global_zero:
+            self.bar = tqdm(total=len(range(0, self.total, trainer.world_size)), unit="sample", leave=False,
+                            desc=f"{self.desc} (rank 0 of {trainer.world_size})", dynamic_ncols=True)
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
+                           dataloader_idx=0) -> None:
+        index, feats = prediction
+        self.files[0].write(index.cpu().numpy().astype(np.int64).tobytes())
+        self.files[1].write(feats.cpu().numpy().astype(np.float32).tobytes())
+        self.count += len(index)
+        if self.bar is not None:
+            self.bar.update(len(index))
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        self._close()
+        for path in self.paths:
+            os.replace(self._partial(path), path)
+        log.info("%s: rank %d of %d extracted %d of %d samples", self.desc, trainer.global_rank,
+                 trainer.world_size, self.count, self.total)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._close()
+        for path in self.paths:
+            self._partial(path).unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        for file in self.files:
+            file.close()
+        self.files = []
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -85,11 +85,8 @@ def extract_features(backbone, loader, out_path: Path, total: int, *, precision:
     with channels_last(backbone) as nhwc, tqdm(total=total, desc=desc, unit="sample", leave=False,
                                                dynamic_ncols=True) as bar:
         for inputs, _, index in loader:
-            inputs = _to_device(inputs, device)
-            inputs = channels_last_inputs(inputs) if nhwc else inputs
-            with autocast(precision):
-                feats = backbone(inputs)
-            array[index.numpy()] = feats.float().cpu().numpy()
+            array[index.numpy()] = batch_features(backbone, _to_device(inputs, device), nhwc=nhwc,
+                                                  precision=precision).cpu().numpy()
             bar.update(len(index))
     array.flush()
     del array
@@ -97,9 +94,23 @@ def extract_features(backbone, loader, out_path: Path, total: int, *, precision:
     return np.load(out_path, mmap_mode="r")
 
 
+def batch_features(backbone, inputs, *, nhwc: bool, precision: str) -> torch.Tensor:
+    """One batch through the frozen backbone, as float32 (the same computation in every process)."""
+    inputs = channels_last_inputs(inputs) if nhwc else inputs
+    with autocast(precision):
+        return backbone(inputs).float()
+
+
 def cached_features(backbone, data, make_loader, *, image_size, max_length, weights, precision="32",
-                    device="cpu", cache_dir: Path | None = None, desc: str = "features") -> tuple[np.ndarray, bool]:
-    """Features of `data` from the cache, computing them on a miss. Returns (features, was_cached)."""
+                    device="cpu", cache_dir: Path | None = None, desc: str = "features",
+                    placement: dict | None = None) -> tuple[np.ndarray, bool]:
+    """Features of `data` from the cache, computing them on a miss. Returns (features, was_cached).
+
+    Args:
+        placement: the Trainer's accelerator, devices, nodes and strategy (`distributed.trainer_placement`).
+            With more than one process, each computes a part of a miss (on its own device, not
+            `device`) and the parts are merged into the same cache file one process would write.
+    """
     key = cache_key(backbone, data, image_size=image_size, max_length=max_length, weights=weights,
                     precision=precision)
     path = (cache_dir or default_cache_dir()) / f"{key}.npy"
@@ -110,8 +121,58 @@ def cached_features(backbone, data, make_loader, *, image_size, max_length, weig
                 return feats, True
         except (ValueError, OSError):
             pass  # a damaged cache file is recomputed below
+    processes = placement["devices"] * placement["num_nodes"] if placement else 1
+    if 1 < processes <= len(data):  # fewer samples than processes: each process extracts them all
+        from transferkit.training.distributed import extract_sharded
+
+        return extract_sharded(backbone, make_loader(data), path, len(data), placement=placement,
+                               precision=precision, desc=desc), False
     return extract_features(backbone, make_loader(data), path, len(data), precision=precision,
                             device=device, desc=desc), False
+
+
+def shard_paths(out_path: Path, rank: int, world: int) -> tuple[Path, Path]:
+    """(rows, sample indices) of process `rank`'s part of the features bound for `out_path`."""
+    stem = f".{out_path.stem}.rank{rank}-of-{world}"
+    return out_path.with_name(f"{stem}.f32"), out_path.with_name(f"{stem}.idx")
+
+
+def merge_shards(out_path: Path, total: int, width: int, world: int, chunk: int = 8192) -> None:
+    """Scatter the shards of `world` processes into `out_path` in sample order, then remove them.
+
+    Rows are copied `chunk` at a time between memory maps, so memory stays bounded by the chunk.
+
+    Raises:
+        ConfigError: a shard is missing (several machines without a shared cache folder).
+        RuntimeError: the shards together do not hold every sample exactly once.
+    """
+    from transferkit.errors import ConfigError
+
+    shards = [shard_paths(out_path, rank, world) for rank in range(world)]
+    missing = [str(rank) for rank, (rows_path, _) in enumerate(shards) if not rows_path.is_file()]
+    if missing:
+        raise ConfigError(f"The features of process {', '.join(missing)} of {world} are missing from "
+                          f"{out_path.parent}: every process must read the same data and, with several machines, "
+                          "the feature cache must be a folder they all share (--feature-cache or TRANSFERKIT_CACHE).")
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp.npy")
+    array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, width))
+    written = np.zeros(total, dtype=np.int64)
+    for rows_path, index_path in shards:
+        index = np.fromfile(index_path, dtype=np.int64)
+        rows = np.memmap(rows_path, dtype=np.float32, mode="r", shape=(len(index), width)) if len(index) else None
+        for start in range(0, len(index), chunk):
+            array[index[start:start + chunk]] = rows[start:start + chunk]
+        np.add.at(written, index, 1)
+        del rows
+    array.flush()
+    del array
+    if not (written == 1).all():
+        tmp.unlink()
+        raise RuntimeError(f"The {world} processes extracted {int(written.sum())} feature rows for {total} samples "
+                           f"({int((written == 0).sum())} missing, {int((written > 1).sum())} repeated).")
+    os.replace(tmp, out_path)
+    for path in (p for pair in shards for p in pair):
+        path.unlink(missing_ok=True)
 
 
 def _to_device(inputs, device):

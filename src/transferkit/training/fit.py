@@ -17,7 +17,7 @@ from transferkit.config import RunConfig
 from transferkit.errors import ConfigError
 from transferkit.strategies import create_strategy, get_strategy_class
 from transferkit.strategies.base import ResolveContext, StrategyChoice
-from transferkit.training import distributed, heads, runfolder
+from transferkit.training import distributed, domain, heads, runfolder
 from transferkit.training.features import autocast, cached_features, channels_last, channels_last_inputs
 from transferkit.training.model import NN_HEADS, TransferModel, make_head
 
@@ -37,6 +37,9 @@ class Prepared:
     callbacks: list = field(default_factory=list)  # extra Lightning callbacks (tune's pruning)
     choice: StrategyChoice | None = None  # set when the configured strategy chose another from the data
     head_selection: dict | None = None  # the scikit-learn head's chosen strength (feature extraction, probe)
+    target: Any = None  # unlabeled target-domain LabeledData (--target-data), else None
+    domain_gap: dict | None = None  # proxy A-distance between the domains before and after training
+    model_selection: str | None = None  # what chose the saved model, stated for domain-adaptation runs
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
@@ -45,6 +48,7 @@ def resolve_config(config: RunConfig) -> RunConfig:
     A strategy that chooses another from the data leaves them to the one it chooses (`prepare`).
     """
     strategy = create_strategy(config.strategy, config.strategy_options)
+    domain.check_target_data(config, strategy)
     if strategy.resolves_from_data:
         return config.replace(strategy_options=strategy.config.to_dict())
     defaults = dict(strategy.defaults)
@@ -88,7 +92,11 @@ def prepare(config: RunConfig) -> Prepared:
     stats = (0.0, 1.0)
     if config.task == "regression":
         stats = (float(train.targets.mean()), float(train.targets.std() or 1.0))
-    return Prepared(config, splits, model, strategy, stats, choice=choice)
+    target = None
+    if config.target_data:
+        domain.warn_if_unused(config, strategy)
+        target = domain.load_target_data(config, train.modality)
+    return Prepared(config, splits, model, strategy, stats, choice=choice, target=target)
 
 
 def build_backbone(config: RunConfig, strategy, modality: str):
@@ -154,6 +162,7 @@ def fit(config: RunConfig, *, resume: bool = False, progress: bool = True, callb
     out = runfolder.open_run_folder(config, resume=resume) if rank_zero else Path(config.out)
     if rank_zero:
         prep.loggers = tracking.open_loggers(config, out, version=runfolder.next_log_version(out), resume=resume)
+    gap = domain.DomainGap(prep) if prep.target is not None else None  # from the pretrained features
     start = time.perf_counter()
     if prep.strategy.uses_cached_features:
         history = train_on_features(prep, out, resume=resume, progress=progress)
@@ -169,6 +178,11 @@ def fit(config: RunConfig, *, resume: bool = False, progress: bool = True, callb
     model = prep.strategy.export_model(prep.model)
     metrics = {split: evaluate_split(prep, model, prep.splits[split], split, out)
                for split in ("val", "test") if len(prep.splits[split])}
+    if gap is not None:
+        prep.domain_gap = gap.measure(prep.config, model)
+        # Target labels (in --test-data) are only scored, never used to pick the checkpoint.
+        prep.model_selection = ("source validation split" if len(prep.splits["val"])
+                                else "last epoch (no source validation split)")
     runfolder.write_results(out, prep, model, metrics, history, train_seconds)
     tracking.finish(config, prep.loggers, out)
     run = Run.load(out)
@@ -228,7 +242,11 @@ def run_lightning(prep: Prepared, out: Path, train_loader, val_loader, *, featur
 
 
 def train_end_to_end(prep: Prepared, out: Path, *, resume: bool, progress: bool) -> list[dict]:
+    from transferkit.data import SourceTargetLoader
+
     train_loader = loader_for(prep, prep.splits["train"], train=True)
+    if prep.strategy.needs_target_data:
+        train_loader = SourceTargetLoader(train_loader, loader_for(prep, prep.target, train=True))
     val = prep.splits["val"]
     val_loader = loader_for(prep, val, train=False) if len(val) else None
     return run_lightning(prep, out, train_loader, val_loader, features_input=False, resume=resume, progress=progress)
@@ -243,7 +261,8 @@ def frozen_features(cfg: RunConfig, backbone, data, name: str = "data") -> np.nd
     feats, _ = cached_features(
         backbone, data, lambda d: data_loader(cfg, backbone, d, train=False), image_size=cfg.image_size,
         max_length=cfg.max_length, weights=cfg.weights, precision=cfg.precision, desc=f"features {name}",
-        cache_dir=Path(cfg.feature_cache) if cfg.feature_cache else None)
+        cache_dir=Path(cfg.feature_cache) if cfg.feature_cache else None,
+        placement=distributed.trainer_placement(cfg))  # several processes share the extraction
     return np.asarray(feats)
 
 
@@ -271,6 +290,8 @@ def train_on_features(prep: Prepared, out: Path, *, resume: bool, progress: bool
     if prep.config.head not in NN_HEADS:
         from transferkit.tracking import log_history
 
+        if not distributed.is_rank_zero():  # the other processes only shared the extraction
+            return []
         prep.head_selection = heads.fit_selected_head(
             prep, feats, standardize=getattr(prep.strategy.config, "standardize", False))
         history = heads.sklearn_history(prep, feats, out)

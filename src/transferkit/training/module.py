@@ -61,7 +61,10 @@ class TransferModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         inputs, targets = batch[0], batch[1]
+        self.strategy.on_train_step(self.global_step, self.total_steps)
         outputs = self(inputs)
+        if len(batch) > 3:  # domain adaptation: (inputs, targets, index, unlabeled target-domain inputs)
+            outputs["target_domain_features"] = self(batch[3])["features"]
         loss = self.task_loss(outputs["logits"], targets)
         batch_size = len(targets)
         self.log("train/task_loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, sync_dist=True)

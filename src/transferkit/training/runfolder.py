@@ -95,7 +95,8 @@ def write_results(out: Path, prep, model, metrics: dict, history: list[dict], tr
         atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
     trainable = sum(r["trainable"] for r in prep.strategy.summary(prep.model))
     payload = {**metrics, "train_seconds": round(train_seconds, 3), "trainable_params": int(trainable),
-               "total_params": int(sum(p.numel() for p in model.parameters())),
+               # Of the model as trained: with parts only training uses (a domain discriminator, unmerged adapters).
+               "total_params": int(sum(p.numel() for p in prep.model.parameters())),
                "strategy": prep.config.strategy, "model": prep.config.model, "task": prep.config.task,
                "epochs_run": len(history), "groups": prep.strategy.summary(prep.model),
                "n_train": len(prep.splits["train"]), "n_val": len(prep.splits["val"]),
@@ -104,6 +105,11 @@ def write_results(out: Path, prep, model, metrics: dict, history: list[dict], tr
         payload["strategy_choice"] = prep.choice.to_dict()
     if getattr(prep, "head_selection", None):
         payload["head_selection"] = prep.head_selection
+    if getattr(prep, "target", None) is not None:
+        payload["target_data"] = prep.config.target_data
+        payload["n_target"] = len(prep.target)
+        payload["model_selection"] = prep.model_selection
+        payload["domain_gap"] = prep.domain_gap
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2, default=float))
 
 
