@@ -43,7 +43,9 @@ def main() -> None:
     parser.add_argument("--val-fraction", type=float)
     parser.add_argument("--test-fraction", type=float)
     args = parser.parse_args()
-    concrete = [n for n in STRATEGIES.names() if not STRATEGIES.get(n).resolves_from_data]
+    # Domain adaptation needs unlabeled target data, which these suites do not have.
+    concrete = [n for n in STRATEGIES.names()
+                if not STRATEGIES.get(n).resolves_from_data and not STRATEGIES.get(n).needs_target_data]
     common = dict(SUITES[args.suite], seed=args.seed, epochs=args.epochs, val_fraction=args.val_fraction,
                   test_fraction=args.test_fraction)
     accuracy, runs = {}, {}

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 
 DPI = 110
+#: Line styles and markers cycled per strategy, so lines that coincide (full and l2sp often do) stay visible.
+STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ("-", "v"), ("--", "P"), (":", "X"), ("-.", "*")]
 
 
 def _figure(width: float, height: float):
@@ -42,9 +44,18 @@ def data_efficiency(lines: dict[str, tuple[Sequence[float], Sequence[float], Seq
         order = np.argsort(xs)
         xs, means = np.asarray(xs, float)[order], np.asarray(means, float)[order]
         halves = np.nan_to_num(np.asarray(halves, float)[order])
-        ax.errorbar(_dodge(xs, i, len(lines), log_x), means, yerr=halves, marker="o", capsize=4, label=strategy)
+        style, marker = STYLES[i % len(STYLES)]
+        ax.errorbar(_dodge(xs, i, len(lines), log_x), means, yerr=halves, linestyle=style, marker=marker,
+                    capsize=4, label=strategy)
     if log_x:
         ax.set_xscale("log")
+    if xs_all:  # ticks at the sizes measured, written plainly (not 2x10^1)
+        from matplotlib.ticker import NullFormatter, NullLocator
+
+        sizes = sorted(set(xs_all))
+        ax.set_xticks(sizes, labels=[f"{x:g}" for x in sizes])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel)
     ax.set_ylabel(metric)
     ax.set_title(f"Data efficiency: {metric} vs {xlabel} (mean, 95% CI)")
@@ -72,8 +83,10 @@ def learning_curves(panels: dict[str, dict[str, tuple[Sequence[int], Sequence[fl
     fig = _figure(min(4.2 * n, 13), 3.8)
     axes = fig.subplots(1, n, squeeze=False)[0]
     for ax, (title, curves) in zip(axes, panels.items()):
-        for strategy, (epochs, values) in curves.items():
-            ax.plot(epochs, values, marker="o", markersize=4 if len(epochs) > 1 else 7, label=strategy)
+        for i, (strategy, (epochs, values)) in enumerate(curves.items()):
+            style, marker = STYLES[i % len(STYLES)]
+            ax.plot(epochs, values, linestyle=style, marker=marker, markersize=4 if len(epochs) > 1 else 7,
+                    label=strategy)
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
