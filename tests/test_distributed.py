@@ -37,10 +37,10 @@ DRIVER = textwrap.dedent('''
     L.Trainer.fit = fit_and_dump
     if __name__ == "__main__":
         transferkit.fit(data=data, model="tiny-cnn", strategy="full", epochs=3, image_size=16, batch_size=8,
-                        lr=3e-3, patience=0, seed=0, devices=2, accelerator="cpu", out=out, progress=False)
+                        lr=0.1, patience=0, seed=0, devices=2, accelerator="cpu", out=out, progress=False)
 ''')
 
-COMMON = dict(model="tiny-cnn", strategy="full", epochs=3, image_size=16, lr=3e-3, patience=0, seed=0,
+COMMON = dict(model="tiny-cnn", strategy="full", epochs=3, image_size=16, lr=0.1, patience=0, seed=0,
               progress=False)
 
 
@@ -79,9 +79,12 @@ def test_ddp_metrics_match_one_process_with_the_same_global_batch(ddp_run, color
     single = transferkit.fit(data=str(color_images), batch_size=16, out=str(tmp_path / "single"), **COMMON)
     ddp = json.loads((ddp_run / "run" / "metrics.json").read_text())
     assert ddp["test"]["accuracy"] == pytest.approx(single.metrics["test"]["accuracy"], abs=0.1)
-    ddp_loss = pd.read_csv(ddp_run / "run" / "history.csv")["val/loss"].iloc[-1]
-    single_loss = pd.read_csv(single.folder / "history.csv")["val/loss"].iloc[-1]
-    assert ddp_loss == pytest.approx(single_loss, rel=0.25)
+    # Trained until the loss halves, so accuracy is no coin toss (with near-uniform outputs an argmax
+    # flips on noise); the two runs see the same data shuffled into other batches, so losses differ a little.
+    ddp_loss = pd.read_csv(ddp_run / "run" / "history.csv")["val/loss"]
+    single_loss = pd.read_csv(single.folder / "history.csv")["val/loss"]
+    assert ddp_loss.iloc[-1] < 0.5 * ddp_loss.iloc[0] and single_loss.iloc[-1] < 0.5 * single_loss.iloc[0]
+    assert ddp_loss.iloc[-1] == pytest.approx(single_loss.iloc[-1], abs=0.05)
 
 
 def test_a_schedule_that_unfreezes_mid_run_is_refused_under_ddp(color_images, tmp_path):

@@ -236,6 +236,16 @@ def test_interrupted_run_resumes_on_its_schedule(resumed_gradual):
     assert resumed.metrics["groups"] == reference.metrics["groups"]
 
 
+def test_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(resumed_gradual):
+    """Epoch e draws the same batches whether or not the run stopped before it (no dropout here)."""
+    reference, resumed, _ = resumed_gradual
+    expected = _load_checkpoint(reference.folder)["state_dict"]
+    got = _load_checkpoint(resumed.folder)["state_dict"]
+    assert expected.keys() == got.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
 def test_resumed_run_keeps_the_history_of_every_epoch(resumed_gradual):
     import pandas as pd
 

@@ -102,6 +102,29 @@ def test_source_target_loader_pairs_every_source_batch_and_cycles_the_target_on_
     assert targets[2] != targets[0] or targets[3] != targets[1]  # reshuffled on every pass
 
 
+def test_each_epoch_of_source_and_target_batches_depends_only_on_seed_and_epoch():
+    """What Lightning's `set_epoch` call buys: a run resumed at epoch 2 draws epoch 2's batches."""
+    from transferkit.data import LabeledData
+
+    def paired(seed):
+        def loader(name):
+            data = LabeledData([str(i) for i in range(8)], None, "text", "classification", None, name)
+            return make_loader(data, spec=_text_spec(), tokenize=lambda texts, _: [int(t) for t in texts],
+                               batch_size=2, train=True, seed=seed)
+        return SourceTargetLoader(loader("source"), loader("target"))
+
+    def epoch(loader, e):
+        loader.sampler.set_epoch(e)
+        return [(b[0], b[3]) for b in loader]
+
+    straight = paired(0)
+    epochs = [epoch(straight, e) for e in range(3)]
+    assert epoch(paired(0), 2) == epochs[2]  # a fresh loader (a resumed run) at epoch 2
+    assert epochs[0] != epochs[1] != epochs[2]  # yet every epoch has its own order
+    assert epoch(paired(1), 2) != epochs[2]
+    assert all([s for s, _ in e] != [t for _, t in e] for e in epochs)  # same seed, independent orders
+
+
 def _text_spec():
     from transferkit.backbones.base import DataSpec
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from transferkit.backbones.base import DataSpec
 from transferkit.data.dataset import LabeledData
@@ -31,6 +32,31 @@ class _ItemDataset(Dataset):
         if self.transform is not None:
             item = self.transform(open_image(item))
         return item, index
+
+
+class SeededShuffle(RandomSampler):
+    """A random order that is a function of (seed, stream, epoch, pass), not of what ran before.
+
+    Lightning calls `set_epoch` at the start of every epoch (as it does for `DistributedSampler`),
+    so a run resumed at epoch e sees the same batches as one that never stopped. Without
+    `set_epoch`, each new pass over the data draws a new order. Subclassing `RandomSampler` keeps
+    Lightning's DDP handling: under several processes it is replaced by a shuffling
+    `DistributedSampler`.
+    """
+
+    def __init__(self, data_source, seed: int = 0, stream: int = 0):
+        super().__init__(data_source)
+        self.seed, self.stream = int(seed), int(stream)
+        self.epoch, self.passes = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch, self.passes = int(epoch), 0
+
+    def __iter__(self):
+        key = np.random.SeedSequence([self.seed, self.stream, self.epoch, self.passes]).generate_state(2)
+        generator = torch.Generator().manual_seed(int(key[0]) << 32 | int(key[1]))
+        self.passes += 1
+        yield from torch.randperm(len(self.data_source), generator=generator).tolist()
 
 
 class _Collate:
@@ -97,7 +123,7 @@ def make_loader(
         tokenize: `backbone.tokenize`, required for text.
         image_size: square image size; defaults to the spec's input size.
         batch_size: items per batch; the last batch may be smaller (nothing is dropped).
-        train: shuffle (with a generator seeded by `seed`) and apply `augment`.
+        train: shuffle (in a `SeededShuffle` order of `seed` and the epoch) and apply `augment`.
         augment: "none", "light" or "standard"; see `build_image_transform`.
         max_length: token budget for text; defaults to the spec's max_length.
         num_workers: worker processes for loading.
@@ -112,10 +138,10 @@ def make_loader(
         transform = build_image_transform(spec, image_size=image_size, train=train, augment=augment)
         tokenize = None
     collate = _Collate(_targets_tensor(data), tokenize, max_length or spec.max_length)
-    generator = torch.Generator().manual_seed(int(seed)) if train else None
+    dataset = _ItemDataset(data.inputs, transform)
     return DataLoader(
-        _ItemDataset(data.inputs, transform), batch_size=int(batch_size), shuffle=train, drop_last=False,
-        generator=generator, num_workers=num_workers, collate_fn=collate,
+        dataset, batch_size=int(batch_size), sampler=SeededShuffle(dataset, seed) if train else None,
+        drop_last=False, num_workers=num_workers, collate_fn=collate,
         persistent_workers=num_workers > 0,
     )
 
@@ -124,13 +150,28 @@ class SourceTargetLoader:
     """Source batches, each with the inputs of an unlabeled target-domain batch appended.
 
     Yields (inputs, targets, index, target_inputs). An epoch is one pass over `source`; `target`
-    cycles on its own, reshuffled by its loader on every pass, so a small target set repeats within
-    an epoch and a large one carries on where the previous epoch stopped.
+    starts a fresh shuffled pass at every epoch and cycles within it, so a small target set repeats
+    within an epoch. With `SeededShuffle` samplers both orders depend only on the seed and the
+    epoch, which Lightning passes to `set_epoch` (found through `sampler`), so a resumed run draws
+    the same source and target batches as an uninterrupted one.
     """
 
     def __init__(self, source: DataLoader, target: DataLoader):
         self.source = source
         self.target = target
+        self._target_batches = None
+        if isinstance(target.sampler, SeededShuffle):
+            target.sampler.stream = 1  # the same seed must not give source and target the same order
+
+    @property
+    def sampler(self):
+        """Itself: Lightning looks for `loader.sampler.set_epoch` at the start of each epoch."""
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        for loader in (self.source, self.target):
+            if callable(getattr(loader.sampler, "set_epoch", None)):
+                loader.sampler.set_epoch(epoch)
         self._target_batches = None
 
     def __len__(self) -> int:

@@ -299,12 +299,14 @@ def train_on_features(prep: Prepared, out: Path, *, resume: bool, progress: bool
         return history
     from torch.utils.data import DataLoader, TensorDataset
 
+    from transferkit.data.loaders import SeededShuffle
+
     def tensor_loader(split: str, shuffle: bool):
         data = prep.splits[split]
         targets = torch.as_tensor(data.targets)
         ds = TensorDataset(torch.from_numpy(np.array(feats[split])), targets, torch.arange(len(data)))
-        return DataLoader(ds, batch_size=prep.config.batch_size, shuffle=shuffle,
-                          generator=torch.Generator().manual_seed(prep.config.seed))
+        return DataLoader(ds, batch_size=prep.config.batch_size,
+                          sampler=SeededShuffle(ds, prep.config.seed) if shuffle else None)
 
     val_loader = tensor_loader("val", False) if "val" in feats else None
     return run_lightning(prep, out, tensor_loader("train", True), val_loader, features_input=True,
