@@ -16,10 +16,13 @@ COLUMNS = {
     "inference": ["suite", "model", "n", "transferkit_per_s", "eager_per_s", "onnx_per_s", "onnx_vs_eager",
                   "export_max_abs_diff", "max_prob_diff_onnx"],
     "scaling": ["stage", "multiple", "n", "seconds", "per_s", "peak_anon_mb", "peak_rss_mb", "feature_mb"],
+    "sharded_extraction": ["data", "image_size", "processes", "one_process_s", "sharded_first_s", "sharded_s",
+                           "speedup", "threads_one_process", "threads_per_sharded_process"],
 }
 TITLES = {"feature_extraction": "1. Feature extraction: cached features vs the frozen pass every epoch",
           "fine_tuning": "2-3. Fine-tuning seconds per epoch (fp32 and bf16 autocast) vs the plain loop",
-          "inference": "4. Inference throughput (items/s)", "scaling": "5. Scaling with the data"}
+          "inference": "4. Inference throughput (items/s)", "scaling": "5. Scaling with the data",
+          "sharded_extraction": "6. Feature extraction sharded over CPU processes (first call starts them)"}
 
 
 def render(rows: list[dict]) -> str:

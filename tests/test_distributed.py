@@ -110,3 +110,28 @@ def test_bad_placement_options_are_refused():
         transferkit.build_config(data="x", model="tiny-cnn", accelerator="tpu")
     with pytest.raises(ConfigError, match="--devices must be a positive integer, got 0"):
         transferkit.build_config(data="x", model="tiny-cnn", devices=0)
+
+
+@pytest.fixture
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_cpu_processes_share_the_cores_unless_the_user_set_threads(monkeypatch, restore_threads):
+    from transferkit.config import RunConfig
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    torch.set_num_threads(cores)
+    distributed.trainer_placement(RunConfig(data="d", model="tiny-cnn", devices=1, accelerator="cpu"))
+    assert torch.get_num_threads() == cores  # one process keeps every core
+    distributed.trainer_placement(RunConfig(data="d", model="tiny-cnn", devices=2, accelerator="cpu"))
+    assert torch.get_num_threads() == max(1, cores // 2)
+    assert distributed.share_cpu_threads(RunConfig(data="d", model="tiny-cnn", devices=4 * cores, accelerator="cpu")) == 1
+    assert distributed.share_cpu_threads(RunConfig(data="d", model="tiny-cnn", devices=2, accelerator="gpu")) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    torch.set_num_threads(3)
+    distributed.trainer_placement(RunConfig(data="d", model="tiny-cnn", devices=2, accelerator="cpu"))
+    assert torch.get_num_threads() == 3

@@ -58,8 +58,31 @@ def trainer_placement(config) -> dict:
     if is_distributed(config):
         from lightning.pytorch.strategies import DDPStrategy
 
+        share_cpu_threads(config)
+
         placement["strategy"] = DDPStrategy(process_group_backend="gloo" if config.accelerator == "cpu" else None)
     return placement
+
+
+def share_cpu_threads(config) -> int | None:
+    """Give each of the `--devices` CPU processes on this machine its share of the cores.
+
+    Each torch process otherwise takes every core, and N processes then fight over them (on 2 cores,
+    2 processes x 2 threads extracted features 2.4x slower than 2 x 1). An `OMP_NUM_THREADS` the
+    user set wins, and GPU runs are left alone. Returns the thread count set, or None.
+    """
+    import torch
+
+    if config.accelerator == "gpu" or (config.accelerator == "auto" and torch.cuda.is_available()):
+        return None
+    if os.environ.get("OMP_NUM_THREADS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    threads = max(1, cores // config.devices)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+        log.info("%d CPU processes on %d cores: %d torch thread(s) each", config.devices, cores, threads)
+    return threads
 
 
 def check_static_schedule(config, strategy, model) -> None:
