@@ -78,7 +78,7 @@ def transfer_benefit(table: pd.DataFrame, column: str) -> pd.DataFrame:
     if not len(baselines):
         return pd.DataFrame()
     pairs = [(s, baselines[0]) for s in table.loc[table["pretrained"].astype(bool), "strategy"].unique()]
-    return _paired_gains(table, column, pairs)
+    return _paired_gains(table, column, pairs, worse="negative transfer")
 
 
 def adaptation_benefit(table: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -86,12 +86,15 @@ def adaptation_benefit(table: pd.DataFrame, column: str) -> pd.DataFrame:
     if "source_only_baseline" not in table:
         return pd.DataFrame()
     named = table.dropna(subset=["source_only_baseline"]).drop_duplicates("strategy")
-    pairs = [(r.strategy, r.source_only_baseline) for r in named.itertuples() if r.source_only_baseline]
-    return _paired_gains(table, column, [(s, b) for s, b in pairs if b in set(table["strategy"])])
+    pairs = list(named[["strategy", "source_only_baseline"]].itertuples(index=False, name=None))
+    return _paired_gains(table, column, pairs, worse="hurts")
 
 
-def _paired_gains(table: pd.DataFrame, column: str, pairs: list[tuple[str, str]]) -> pd.DataFrame:
-    """(strategy, baseline) gains per data size over the seeds both have, signed so positive is better."""
+def _paired_gains(table: pd.DataFrame, column: str, pairs: list[tuple[str, str]], *, worse: str) -> pd.DataFrame:
+    """(strategy, baseline) gains per data size over the seeds both have, signed so positive is better.
+
+    `worse` is the verdict of a strategy that does not beat its baseline.
+    """
     sign = 1.0 if higher_is_better(table["task"].iloc[0]) else -1.0
     rows = []
     for size, part in table.groupby("train_per_class", sort=False):
@@ -105,13 +108,13 @@ def _paired_gains(table: pd.DataFrame, column: str, pairs: list[tuple[str, str]]
                 continue
             gain, half = mean_ci(sign * (scores[seeds] - base[seeds]))
             rows.append({"size": size, "strategy": strategy, "baseline": baseline, "seeds": len(seeds),
-                         "gain": gain, "half": half, "verdict": _verdict(gain, half)})
+                         "gain": gain, "half": half, "verdict": _verdict(gain, half, worse)})
     return pd.DataFrame(rows)
 
 
-def _verdict(gain: float, half: float) -> str:
+def _verdict(gain: float, half: float, worse: str) -> str:
     if gain <= 0:
-        return "negative transfer"
+        return worse
     if half != half:
         return "helps (one seed: no interval)"
     return "helps" if gain - half > 0 else "helps, not significant"
@@ -170,10 +173,6 @@ def _verdict_lines(summary: pd.DataFrame, benefit: pd.DataFrame, metric: str,
     return lines
 
 
-def _adaptation_verdict(gain: float, verdict: str) -> str:
-    return "hurts" if gain < 0 else "no change" if gain == 0 else verdict
-
-
 def _adaptation_blocks(table: pd.DataFrame, adaptation: pd.DataFrame, options: dict, metric: str) -> list[Block]:
     """Domain adaptation: gain over the source-only baseline, and the domain gap before and after training."""
     adapting = sorted(set(table.dropna(subset=["source_only_baseline"])["strategy"]))
@@ -188,7 +187,7 @@ def _adaptation_blocks(table: pd.DataFrame, adaptation: pd.DataFrame, options: d
         return blocks + [Alert(f"No source-only baseline finished: add {' / '.join(baselines)} to --strategies "
                                "to measure what adaptation brings.")]
     rows = [[size_label(r.size), r.strategy, r.baseline, f"{r.gain:+.3f}", _interval(r.gain, r.half), str(r.seeds),
-             _adaptation_verdict(r.gain, r.verdict)] for r in adaptation.itertuples()]
+             r.verdict] for r in adaptation.itertuples()]
     blocks.append(Table(["data size", "strategy", "source-only", "gain", "95% CI", "seeds", "verdict"], rows))
     before, after = "domain_gap/proxy_a_distance_before", "domain_gap/proxy_a_distance_after"
     if before in table and after in table:

@@ -7,6 +7,7 @@ two domains together while the task loss keeps them discriminative on the source
 
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 
@@ -74,7 +75,7 @@ class DomainAdaptationConfig(FullConfig):
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}.")
 
 
-class DomainAdaptation(Full):
+class DomainAdaptation(Full, abc.ABC):
     """Full fine-tuning plus a domain loss between source and target features, logged as `loss/<name>`.
 
     Model selection stays honest: validation and early stopping read the source validation split
@@ -91,6 +92,6 @@ class DomainAdaptation(Full):
                               "pass --target-data.")
         return {f"loss/{self.name}": self.domain_loss(model, outputs["features"].float(), target.float())}
 
+    @abc.abstractmethod
     def domain_loss(self, model, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """The weighted domain loss between a batch of source and a batch of target features."""
-        raise NotImplementedError
+        """The weighted domain loss between a batch of source and a batch of target features (each subclass's own)."""

@@ -59,7 +59,6 @@ def trainer_placement(config) -> dict:
         from lightning.pytorch.strategies import DDPStrategy
 
         share_cpu_threads(config)
-
         placement["strategy"] = DDPStrategy(process_group_backend="gloo" if config.accelerator == "cpu" else None)
     return placement
 

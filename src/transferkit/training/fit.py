@@ -39,7 +39,6 @@ class Prepared:
     head_selection: dict | None = None  # the scikit-learn head's chosen strength (feature extraction, probe)
     target: Any = None  # unlabeled target-domain LabeledData (--target-data), else None
     domain_gap: dict | None = None  # proxy A-distance between the domains before and after training
-    model_selection: str | None = None  # what chose the saved model, stated for domain-adaptation runs
 
 
 def resolve_config(config: RunConfig) -> RunConfig:
@@ -180,9 +179,6 @@ def fit(config: RunConfig, *, resume: bool = False, progress: bool = True, callb
                for split in ("val", "test") if len(prep.splits[split])}
     if gap is not None:
         prep.domain_gap = gap.measure(prep.config, model)
-        # Target labels (in --test-data) are only scored, never used to pick the checkpoint.
-        prep.model_selection = ("source validation split" if len(prep.splits["val"])
-                                else "last epoch (no source validation split)")
     runfolder.write_results(out, prep, model, metrics, history, train_seconds)
     tracking.finish(config, prep.loggers, out)
     run = Run.load(out)

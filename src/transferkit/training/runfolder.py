@@ -108,7 +108,9 @@ def write_results(out: Path, prep, model, metrics: dict, history: list[dict], tr
     if getattr(prep, "target", None) is not None:
         payload["target_data"] = prep.config.target_data
         payload["n_target"] = len(prep.target)
-        payload["model_selection"] = prep.model_selection
+        # Target labels (in --test-data) are only scored, never used to pick the checkpoint.
+        payload["model_selection"] = ("source validation split" if len(prep.splits["val"])
+                                      else "last epoch (no source validation split)")
         payload["domain_gap"] = prep.domain_gap
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2, default=float))
 
