@@ -6,6 +6,7 @@ from pathlib import Path
 
 from transferkit.data.dataset import RawPart
 from transferkit.data.images import IMAGE_EXTENSIONS, is_image_file, keep_readable, logger
+from transferkit.data.labels import check_label_spellings, label_name
 from transferkit.errors import DataError
 
 SPLIT_NAMES = ("train", "val", "test")
@@ -79,12 +80,14 @@ def _load_classes(folder: Path, class_dirs: list[Path], skip_bad_files: bool) ->
     if loose:
         logger.warning("Ignoring %d images directly in %s (outside any class folder), e.g. %s",
                        len(loose), folder, loose[0])
+    check_label_spellings([d.name for d in class_dirs], str(folder), "class folder")
     inputs: list[str] = []
     labels: list[str] = []
     for class_dir in class_dirs:
         paths = _class_images(class_dir, folder, skip_bad_files)
         inputs += paths
-        labels += [class_dir.name] * len(paths)
+        # Folder names follow the label rule of every other format: folder "1.0" is class "1".
+        labels += [label_name(class_dir.name, str(folder), "class folder", 0)] * len(paths)
     return RawPart(inputs, labels)
 
 
