@@ -52,15 +52,19 @@ def scalar_kind(value) -> str | None:
 
 
 def _refuse_cell(value, where: str, column: str, row: int, what: str) -> DataError:
-    kind = type(value).__name__
+    kind = _NON_SCALAR_NAMES.get(type(value).__name__, type(value).__name__)
     return DataError(
-        f"{where}: column {column!r} holds a {kind} in data row {row} ({_short(value)}); {what} must be "
+        f"{where}: column {column!r} holds a {kind} value in data row {row} ({_short(value)}); {what} must be "
         "plain text or numbers, one per cell; flatten that column before loading."
     )
 
 
+# Parquet list columns arrive as numpy arrays and struct columns as dicts.
+_NON_SCALAR_NAMES = {"ndarray": "list (array)", "dict": "struct (dict)"}
+
+
 def _short(value, limit: int = 40) -> str:
-    text = repr(value)
+    text = repr(value) if isinstance(value, str | bytes) else str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from transferkit.data.dataset import LabeledData
+from transferkit.data.leakage import LeakageReport, check_leakage
 from transferkit.errors import ConfigError, DataError
+
+logger = logging.getLogger("transferkit")
 
 SPLITS = ("train", "val", "test")
 _POOLS = ("all", "train")
+
+
+class Splits(dict):
+    """{"train", "val", "test"} -> LabeledData, plus what was found while making them.
+
+    Attributes:
+        leakage: {"val" | "test": LeakageReport} for each non-empty held-out split (count 0 when clean).
+        warnings: the warnings logged while splitting (an empty or shrunken val split, leakage), in order.
+    """
+
+    def __init__(self, parts: dict[str, LabeledData], leakage: dict[str, LeakageReport], warnings: list[str]):
+        super().__init__(parts)
+        self.leakage = leakage
+        self.warnings = warnings
+
+    def leakage_dict(self) -> dict:
+        """{"val": {...}, "test": {...}} in JSON-ready form, for metrics.json."""
+        return {name: report.to_dict() for name, report in self.leakage.items()}
 
 
 def align_classes(data: LabeledData, classes: list[str]) -> LabeledData:
@@ -44,7 +67,8 @@ def make_splits(
     seed: int = 0,
     train_per_class: int | None = None,
     test_data: LabeledData | None = None,
-) -> dict[str, LabeledData]:
+    leakage: bool = True,
+) -> Splits:
     """Return {"train", "val", "test"}, carving only the parts that were not predefined.
 
     Val and test are carved out of "all" (or "train") as fractions of its size, stratified by
@@ -59,11 +83,22 @@ def make_splits(
         train_per_class: keep this many training samples per class (after carving val and test);
             for a fixed seed a smaller N keeps a subset of what a larger N keeps.
         test_data: a separate held-out set used as "test" (re-indexed onto the training classes).
+        leakage: count val and test items identical by content to training items
+            (`transferkit.data.leakage`), warn when there are any, and keep the reports.
+
+    Returns:
+        A `Splits` dict; its `leakage` and `warnings` say what was found.
+
+    An empty val split (too few samples for `val_fraction`, or classes too small to give one) is a
+    warning saying why: the run still trains, without early stopping or a best-epoch choice. An
+    empty test split when `test_fraction` > 0 is an error: the run could not report the test
+    scores that were asked for.
 
     Raises:
         ConfigError: fractions outside [0, 1) or summing to 1 or more; `train_per_class` below 1
             or used for regression; parts without "all" or "train".
-        DataError: classes with no training sample, or fewer than `train_per_class` of them.
+        DataError: classes with no training sample, or fewer than `train_per_class` of them; a
+            test split that comes out empty although test data was asked for.
     """
     _check_fractions(val_fraction, test_fraction)
     pool_key = _pool_key(parts)
@@ -84,7 +119,41 @@ def make_splits(
     for name in ("val", "test"):
         part = given[name] if name in given else carved[name]
         splits[name] = _aligned(part, pool)
-    return splits
+    notes = _check_sizes(splits, pool, {**fractions, **{k: None for k in given}})
+    reports = check_leakage(splits) if leakage else {}
+    notes += [report.message() for report in reports.values() if report.count]
+    return Splits(splits, reports, notes)
+
+
+def _check_sizes(splits: dict[str, LabeledData], pool: LabeledData, asked: dict[str, float | None]) -> list[str]:
+    """Refuse an empty test split that was asked for; warn about an empty or shrunken val split."""
+    notes = []
+    for name in ("test", "val"):
+        fraction, got = asked[name], len(splits[name])
+        if fraction == 0:
+            continue
+        wanted = len(pool) if fraction is None else int(round(fraction * len(pool)))
+        if got == 0:
+            why = _why_empty(name, fraction, pool, wanted)
+            if name == "test":
+                raise DataError(f"The test split is empty: {why}; raise --test-fraction, give --test-data, "
+                                "or set --test-fraction 0 to train without a test split.")
+            notes.append(f"The val split is empty: {why}; training runs without validation (no early stopping, "
+                         "no best-epoch choice, no val scores). Raise --val-fraction or add data.")
+        elif fraction is not None and got < wanted:
+            notes.append(f"The {name} split has {got} items where {name}_fraction {fraction} of {len(pool)} asks "
+                         f"for {wanted}: classes with a single sample keep it for training.")
+    for note in notes:
+        logger.warning(note)
+    return notes
+
+
+def _why_empty(name: str, fraction: float | None, pool: LabeledData, wanted: int) -> str:
+    if fraction is None:
+        return f"the given {name} data has no items"
+    if wanted == 0:
+        return f"{name}_fraction {fraction} of {len(pool)} samples rounds to 0 items"
+    return "every class has a single sample, which stays in training (at least 2 per class are needed)"
 
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
