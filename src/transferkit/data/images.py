@@ -190,9 +190,11 @@ def _to_uint8(array: np.ndarray, where: str, position: int) -> np.ndarray:
     if array.dtype.kind != "f":
         raise DataError(f"{where}: image array {position} has dtype {array.dtype}; give uint8 (0..255) "
                         "or float (0..1) arrays.")
-    if not np.isfinite(array).all() or array.size and (array.min() < 0 or array.max() > 1):
-        low, high = (float(np.nanmin(array)), float(np.nanmax(array))) if array.size else (0, 0)
-        raise DataError(f"{where}: float image array {position} holds values outside [0, 1] (from {low:g} to "
-                        f"{high:g}, or non-finite); float images must lie in [0, 1], or convert 0..255 values "
-                        "with .astype('uint8').")
+    if not np.isfinite(array).all():
+        raise DataError(f"{where}: float image array {position} holds non-finite values (nan or inf); "
+                        "give finite values in [0, 1].")
+    if array.size and (array.min() < 0 or array.max() > 1):
+        raise DataError(f"{where}: float image array {position} holds values outside [0, 1] (from {array.min():g} "
+                        f"to {array.max():g}); float images must lie in [0, 1], or convert 0..255 values with "
+                        ".astype('uint8').")
     return np.round(array * 255.0).astype(np.uint8)
