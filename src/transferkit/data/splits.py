@@ -142,7 +142,7 @@ def _check_sizes(splits: dict[str, LabeledData], pool: LabeledData, asked: dict[
                          "no best-epoch choice, no val scores). Raise --val-fraction or add data.")
         elif fraction is not None and got < wanted:
             notes.append(f"The {name} split has {got} items where {name}_fraction {fraction} of {len(pool)} asks "
-                         f"for {wanted}: classes with a single sample keep it for training.")
+                         f"for {wanted}: every class keeps at least one sample for training.")
     for note in notes:
         logger.warning(note)
     return notes
