@@ -102,7 +102,8 @@ def test_truncated_image_is_named_without_the_flag(image_folder, fmt, suffix):
     bad = truncate(noise_image(image_folder / "dog" / f"cut{suffix}", fmt))
     with Image.open(bad) as header_only:  # the header still reads: a header check alone would pass it
         assert header_only.size == (64, 64)
-    with pytest.raises(DataError, match=rf"Unreadable image file .*cut\{suffix} \(.*\) in class folder .*--skip-bad-files"):
+    with pytest.raises(DataError, match=rf"Unreadable image file .*cut\{suffix} \(.*\) in class folder "
+                                        ".*--skip-bad-files"):
         load_data(str(image_folder))
 
 

@@ -78,6 +78,8 @@ def test_list_of_paths_for_an_image_model(tmp_path, make_image):
     data = load_data(paths, modality="image", labels=[1, 2.0, "1"])["all"]
     assert data.inputs == [str(p) for p in paths] and data.classes == ["1", "2"]
     assert data.targets.tolist() == [0, 1, 0]
+    # Path objects can only be files, so they need no modality; strings do (see below).
+    assert load_data(paths, labels=["a", "b", "a"])["all"].modality == "image"
 
 
 def test_list_of_paths_skips_bad_files_with_their_labels(tmp_path, make_image):
@@ -92,7 +94,8 @@ def test_list_of_pil_images_and_arrays_become_uint8_arrays():
     images = [Image.new("RGB", (5, 4), (10, 20, 30)), Image.new("L", (5, 4), 7)]
     data = as_inputs(images, "image")
     assert [a.shape for a in data.inputs] == [(4, 5, 3), (4, 5)]
-    arrays = [np.zeros((4, 5), np.uint8), np.ones((4, 5, 3), np.float32), np.full((4, 5, 1), 0.5), np.zeros((4, 5, 4), np.int64)]
+    arrays = [np.zeros((4, 5), np.uint8), np.ones((4, 5, 3), np.float32), np.full((4, 5, 1), 0.5),
+              np.zeros((4, 5, 4), np.int64)]
     data = as_inputs(arrays, "image")
     assert all(a.dtype == np.uint8 for a in data.inputs)
     assert [a.shape for a in data.inputs] == [(4, 5), (4, 5, 3), (4, 5), (4, 5, 4)]
@@ -128,10 +131,10 @@ def test_unusable_arrays_are_refused(array, message):
     ([], "text", r"Got an empty list; give at least one input"),
     ({"text": ["a"]}, "text", r"Got a dict; give a pandas DataFrame \(pd.DataFrame\(your_dict\)\)"),
     ("a great movie", "text", r"Got a bare string 'a great movie' where a list was expected; wrap it in a list"),
-    (np.zeros((2, 4, 4), np.uint8), "image", r"numpy array of shape \(2, 4, 4\) where a list was expected.*list\(batch\)"),
+    (np.zeros((2, 4, 4), np.uint8), "image", r"array of shape \(2, 4, 4\) where a list was expected.*list\(batch\)"),
     (Image.new("RGB", (2, 2)), "image", r"one PIL image where a list was expected; wrap it in a list"),
     ([np.zeros((4, 4), np.uint8)], "text", r"holds images, but the model reads texts"),
-    (["a review", "another"], "image", r"none of the strings is an existing file .*list of strings means image file paths"),
+    (["a review", "another"], "image", r"none of the strings is an existing file .*strings means image file paths"),
     ([1, 2, 3], "text", r"item 0 is a int"),
     (42, "text", r"Cannot read a int as data; give a path"),
 ])

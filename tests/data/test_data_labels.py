@@ -123,7 +123,7 @@ def test_bytes_cells_in_parquet_are_refused(tmp_path):
     with pytest.raises(DataError, match=r"column 'text' holds a bytes value in data row 1 \(b'a'\)"):
         load_data(str(path))
     pd.DataFrame({"image": [b"\x89PNG", b"\x89PNG"], "label": ["x", "y"]}).to_parquet(path)
-    with pytest.raises(DataError, match=r"column 'image' holds a bytes in data row 1; an image column holds file paths"):
+    with pytest.raises(DataError, match=r"column 'image' holds a bytes in data row 1; an image column holds file"):
         load_data(str(path))
 
 

@@ -203,14 +203,14 @@ def test_non_numeric_regression_target_is_named(tmp_path):
 def test_missing_labels_are_counted(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("text,label\na,x\nb,\nc,y\nd,\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"column 'label' is empty \(missing or NaN\) in 2 of 4 rows \(first at data row 2\)"):
+    with pytest.raises(DataError, match=r"'label' is empty \(missing or NaN\) in 2 of 4 rows \(first at data row 2\)"):
         load_data(str(path))
 
 
 def test_missing_texts_are_counted(tmp_path):
     path = tmp_path / "m.csv"
     path.write_text("text,label\na,x\n,y\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"column 'text' is empty \(missing or NaN\) in 1 of 2 rows \(first at data row 2\)"):
+    with pytest.raises(DataError, match=r"'text' is empty \(missing or NaN\) in 1 of 2 rows \(first at data row 2\)"):
         load_data(str(path))
 
 

@@ -173,7 +173,8 @@ def _as_uint8(item, where: str, position: int) -> np.ndarray:
                         "give all images one way: PIL images or numpy arrays, or file paths.")
     array = item[:, :, 0] if item.ndim == 3 and item.shape[2] == 1 else item
     if not (array.ndim == 2 or array.ndim == 3 and array.shape[2] in (3, 4)):
-        hint = " (it looks channel-first: use array.transpose(1, 2, 0))" if item.ndim == 3 and item.shape[0] in (1, 3, 4) else ""
+        channel_first = item.ndim == 3 and item.shape[0] in (1, 3, 4)
+        hint = " (it looks channel-first: use array.transpose(1, 2, 0))" if channel_first else ""
         raise DataError(f"{where}: image array {position} has shape {item.shape}; give (H, W), (H, W, 1), "
                         f"(H, W, 3) or (H, W, 4){hint}.")
     return np.ascontiguousarray(_to_uint8(array, where, position))

@@ -28,7 +28,9 @@ def describe(obj) -> str:
     """A short name of a Python data object for messages and `LabeledData.name`."""
     if isinstance(obj, pd.DataFrame):
         return f"DataFrame ({len(obj)} rows)"
-    return f"{type(obj).__name__} of {len(obj)} inputs" if isinstance(obj, list | tuple | pd.Series) else type(obj).__name__
+    if isinstance(obj, list | tuple | pd.Series):
+        return f"{type(obj).__name__} of {len(obj)} inputs"
+    return type(obj).__name__
 
 
 def python_part(
@@ -110,9 +112,10 @@ def _list_inputs(items: list, modality: str | None, where: str, skip_bad_files: 
                         "give one kind of input per list.")
     if "images" in first:
         return _image_list(items, modality, where), list(range(len(items))), "image"
-    if modality is None:
+    if modality is None and "file paths or texts" in first:
         raise ConfigError(f"{where}: a list of strings means image file paths for an image model and texts for a "
                           "text model; pass modality='image' or modality='text'.")
+    modality = modality or "image"  # Path objects only: files
     if modality == "text":
         if "file paths" in first:
             raise DataError(f"{where}: item {first['file paths']} is a path object, but a text model reads texts; "

@@ -126,7 +126,9 @@ def training_keys(train: LabeledData) -> dict[bytes, int]:
     return keys
 
 
-def check_leakage(splits: dict[str, LabeledData], held_out: tuple[str, ...] = ("val", "test")) -> dict[str, LeakageReport]:
+def check_leakage(
+    splits: dict[str, LabeledData], held_out: tuple[str, ...] = ("val", "test"),
+) -> dict[str, LeakageReport]:
     """Reports for each non-empty held-out split against "train"; logs one warning per split with duplicates."""
     present = [name for name in held_out if name in splits and len(splits[name])]
     if not present:

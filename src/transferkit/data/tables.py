@@ -175,8 +175,8 @@ def _refuse_missing(values: pd.Series, where: str, column: str) -> None:
     missing = np.flatnonzero(_isna(values))
     if len(missing):
         raise DataError(
-            f"{where}: column {column!r} is empty (missing or NaN) in {len(missing)} of {len(values)} rows (first at data row "
-            f"{missing[0] + 1}); fill in or remove those rows."
+            f"{where}: column {column!r} is empty (missing or NaN) in {len(missing)} of {len(values)} rows "
+            f"(first at data row {missing[0] + 1}); fill in or remove those rows."
         )
 
 
