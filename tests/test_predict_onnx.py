@@ -189,3 +189,51 @@ def test_standalone_script_errors_are_one_line(copy_run, fe_image_run, tmp_path,
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("predict_onnx: error: ") and re.search(message, lines[0]), lines
+
+
+@pytest.fixture
+def _one_blas_thread():
+    """On a busy CPU, OpenBLAS's spinning threads made the logistic head's small dot products ~1000x slower."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        yield
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("_one_blas_thread")
+def test_efficientnet_lite0_export_agrees_with_predict_on_mnist_files(tmp_path):
+    """ImageNet weights, timm's evaluation transform: bicubic resize to 96 / 0.875 and a centre crop."""
+    run = transferkit.fit(data="demo:mnist", model="efficientnet_lite0", strategy="feature-extraction",
+                          train_per_class=10, val_fraction=0.01, test_fraction=0.01, image_size=96,
+                          out=str(tmp_path / "run"), progress=False)
+    export(run.folder)
+    info = json.loads((run.folder / "export" / "transferkit_export.json").read_text())
+    assert [(s["op"], s.get("size") or s.get("height")) for s in info["preprocessing"]["steps"][:2]] == [
+        ("resize", 109), ("center_crop", 96)]
+    assert info["preprocessing"]["steps"][0]["interpolation"] == "bicubic"
+    digits = write_digit_pngs(tmp_path / "digits", 100)
+    result = run_standalone(run.folder / "export", *digits, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    same, gap = agreement(run.folder, read_csv(result.stdout), digits)
+    assert same >= 0.99 and gap < 1e-3
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("_one_blas_thread")
+def test_minilm_export_agrees_with_predict_on_reviews(tmp_path):
+    from transferkit.data.demos import load_demo
+
+    run = transferkit.fit(data="demo:rotten-tomatoes", model="minilm-l6", strategy="feature-extraction",
+                          train_per_class=10, val_fraction=0.01, test_fraction=0.01, max_length=48,
+                          out=str(tmp_path / "run"), progress=False)
+    export(run.folder)
+    texts = [" ".join(t.split()) for t in load_demo("demo:rotten-tomatoes").inputs[-100:]]
+    (tmp_path / "reviews.txt").write_text("\n".join(texts), encoding="utf-8")
+    result = run_standalone(run.folder / "export", tmp_path / "reviews.txt", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(result.stdout)
+    expected = transferkit.load_run(run.folder).predict(texts)
+    assert [r["input"] for r in rows] == texts
+    assert np.mean([r["prediction"] == e["prediction"] for r, e in zip(rows, expected)]) >= 0.99
+    assert max(abs(float(r["probability"]) - e["probability"]) for r, e in zip(rows, expected)) < 1e-4

@@ -113,7 +113,8 @@ class Backbone(nn.Module):
         Returns:
             How to load it and what it outputs (library, file, load, output, num_features, input).
         """
-        save_tensors(self.state_dict(), Path(folder) / NATIVE_WEIGHTS, {"library": "transferkit", "backbone": self.name})
+        path = Path(folder) / NATIVE_WEIGHTS
+        save_tensors(self.state_dict(), path, {"library": "transferkit", "backbone": self.name})
         return {"library": "transferkit", "file": NATIVE_WEIGHTS,
                 "load": f"b = transferkit.create_backbone({self.name!r}, pretrained=False); "
                         f"b.load_state_dict(safetensors.torch.load_file({NATIVE_WEIGHTS!r}), strict=True)",

@@ -76,7 +76,8 @@ class TimmBackbone(Backbone):
         """FOLDER/backbone.safetensors, loaded by `timm.create_model(arch, num_classes=0)` with strict=True."""
         import timm
 
-        save_tensors(self.model.state_dict(), Path(folder) / NATIVE_WEIGHTS, {"library": "timm", "architecture": self.arch})
+        path = Path(folder) / NATIVE_WEIGHTS
+        save_tensors(self.model.state_dict(), path, {"library": "timm", "architecture": self.arch})
         pool = getattr(getattr(self.model, "global_pool", None), "pool_type", None)
         return {"library": "timm", "library_version": timm.__version__, "architecture": self.arch,
                 "file": NATIVE_WEIGHTS, "pooling": pool or "the model's own",

@@ -108,7 +108,8 @@ def preprocess_image(path, preprocessing: dict) -> np.ndarray:
             opened.load()
             image = opened.convert(preprocessing["color_mode"])
     except Exception as exc:  # Pillow raises many exception types for broken files
-        raise UsageError(f"Cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}.")
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"Cannot read image {path}: {reason}.") from None
     pixels = None
     for step in preprocessing["steps"]:
         if step["op"] in STEPS:
