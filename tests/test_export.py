@@ -12,6 +12,8 @@ from PIL import Image
 from transformers import AutoTokenizer
 
 import transferkit
+from transferkit.data.transforms import build_image_transform
+from transferkit.deploy import PREDICT_SCRIPT
 from transferkit.errors import ConfigError, ExportError
 from transferkit.exporting import export
 from transferkit.training.fit import load_splits
@@ -28,8 +30,10 @@ def test_image_export_includes_normalisation_and_matches_predict(copy_run, full_
     assert 0 <= result.max_abs_diff <= result.tolerance == 1e-4
     run = transferkit.load_run(folder)
     test = load_splits(run.config)["test"]
-    pixels = np.stack([np.asarray(Image.open(p).convert("RGB").resize((16, 16)), dtype=np.float32) / 255.0
-                       for p in test.inputs]).transpose(0, 3, 1, 2)
+    # The run's own evaluation transform up to the tensor, without its normalisation: the graph normalises.
+    transform = build_image_transform(run.model.backbone.data_spec, image_size=16)
+    pixels = np.stack([transform.transforms[-2](transform.transforms[1](transform.transforms[0](
+        Image.open(p).convert("RGB")))).numpy() for p in test.inputs])
     logits = _session(result.model_path).run(None, {"pixels": pixels})[0]
     expected = [row["probability"] for row in run.predict(test.inputs)]
     probs = torch.from_numpy(logits).softmax(-1).numpy()
@@ -37,6 +41,7 @@ def test_image_export_includes_normalisation_and_matches_predict(copy_run, full_
     info = json.loads((folder / "export" / "transferkit_export.json").read_text())
     assert info["classes"] == ["blue", "green", "red"] and info["normalisation_included"] is True
     assert info["max_abs_diff"] == result.max_abs_diff and info["image_size"] == 16
+    assert (folder / "export" / "predict_onnx.py").read_text() == PREDICT_SCRIPT.read_text()
 
 
 def test_uint8_export_takes_raw_pixels(copy_run, fe_image_run):

@@ -4,6 +4,11 @@ Images: the exported graph takes pixels in NCHW at the run's image size, either 
 0..255, and normalises them itself (mean/std baked in). Text: it takes `input_ids` and
 `attention_mask`; the run's tokenizer is saved next to the .onnx file. Classification graphs output
 `logits`; regression graphs output `values` in the target's units.
+
+The export folder describes itself: transferkit_export.json records every preprocessing step
+(resize, crop, scaling, layout; tokenizer, truncation, padding), model.onnx carries the task, class
+names and those steps in its metadata_props, and predict_onnx.py applies them with ONNX Runtime,
+numpy and Pillow alone.
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from transferkit.backbones.base import DataSpec
+from transferkit.data.transforms import build_image_transform, image_size_for
+from transferkit.deploy import PREDICT_SCRIPT
+from transferkit.deploy.preprocessing import image_preprocessing, text_preprocessing
 from transferkit.errors import ConfigError, ExportError
 
 FORMATS = ("onnx",)
@@ -108,29 +117,56 @@ def export(run, *, format: str = "onnx", tolerance: float = DEFAULT_TOLERANCE, i
 
     _check_options(format, tolerance, input_dtype)
     run = run if isinstance(run, Run) else Run.load(run)
-    model, meta = run.model.float().eval(), run.meta
-    target_stats = None if meta["task"] == "classification" else tuple(meta["target_stats"])
-    if meta["modality"] == "text":
-        wrapper, samples, names = _text_wrapper(model, target_stats)
+    model, facts = run.model.float().eval(), run_facts(run)
+    if facts.modality == "text":
+        wrapper, samples, names, preprocessing = _text_wrapper(model, facts)
     else:
-        wrapper, samples, names = _image_wrapper(model, meta, target_stats, input_dtype)
-    outputs = ("logits",) if target_stats is None else ("values",)
+        wrapper, samples, names, preprocessing = _image_wrapper(model, facts, input_dtype)
+    outputs = ("logits",) if facts.target_stats is None else ("values",)
     final = Path(run.folder) / "export"
     staging = Path(tempfile.mkdtemp(dir=run.folder, prefix=".export."))
     try:
         _torch_export(wrapper, samples[0], staging / "model.onnx", names, outputs, opset)
+        _add_onnx_metadata(staging / "model.onnx", facts, preprocessing)
         diff = max_abs_diff(wrapper, staging / "model.onnx", samples, names)
         if not diff <= tolerance:
             raise ExportError(f"The ONNX model's outputs differ from PyTorch's by up to {diff:.3g}, more than "
                               f"the tolerance {tolerance:g}; nothing was written to {final}. Try another "
                               "--opset, or raise --tolerance if the difference is acceptable.")
-        if meta["modality"] == "text":
+        if facts.modality == "text":
             model.backbone.tokenizer.save_pretrained(str(staging / "tokenizer"))
-        _write_meta(staging, meta, names, outputs, input_dtype, diff, tolerance, opset)
+        _write_meta(staging, facts, preprocessing, names, outputs, input_dtype, diff, tolerance, opset)
+        shutil.copyfile(PREDICT_SCRIPT, staging / PREDICT_SCRIPT.name)
         _replace_folder(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(final, final / "model.onnx", diff, tolerance, names, outputs)
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What export needs to know about a run's model, read from its saved metadata in one place."""
+
+    backbone: str
+    task: str
+    modality: str
+    classes: list[str] | None
+    target_stats: tuple[float, float] | None
+    data_spec: DataSpec
+    image_size: int | None
+    max_length: int | None
+
+
+def run_facts(run) -> RunFacts:
+    """The run's model metadata (model/transferkit.json) as RunFacts; the one reader of that dict here."""
+    meta = run.meta
+    spec = DataSpec.from_dict(meta["data_spec"])
+    return RunFacts(backbone=meta["backbone"], task=meta["task"], modality=meta["modality"],
+                    classes=meta["classes"] if meta["task"] == "classification" else None,
+                    target_stats=None if meta["task"] == "classification" else tuple(meta["target_stats"]),
+                    data_spec=spec, image_size=meta["image_size"],
+                    # predict truncates to the run's --max-length, else the backbone's default
+                    max_length=meta["max_length"] or spec.max_length)
 
 
 def _check_options(format: str, tolerance: float, input_dtype: str) -> None:
@@ -142,30 +178,30 @@ def _check_options(format: str, tolerance: float, input_dtype: str) -> None:
         raise ConfigError(f"--tolerance must be zero or positive, got {tolerance!r}.")
 
 
-def _image_wrapper(model, meta: dict, target_stats, input_dtype: str):
-    from transferkit.backbones import DataSpec
-    from transferkit.data.transforms import image_size_for
-
-    spec = DataSpec.from_dict(meta["data_spec"])
-    height, width = image_size_for(spec, meta["image_size"])
+def _image_wrapper(model, facts: RunFacts, input_dtype: str):
+    transform = build_image_transform(facts.data_spec, image_size=facts.image_size)
+    preprocessing = image_preprocessing(transform, input_dtype=input_dtype)
+    height, width = image_size_for(facts.data_spec, facts.image_size)
+    spec = facts.data_spec
     scale = 255.0 if input_dtype == "uint8" else 1.0
-    wrapper = ImageExport(model, spec.mean, spec.std, scale=scale, target_stats=target_stats).eval()
+    wrapper = ImageExport(model, spec.mean, spec.std, scale=scale, target_stats=facts.target_stats).eval()
     generator = torch.Generator().manual_seed(0)
     samples = []
     for batch in (2, 5):  # two batch sizes: the batch axis must stay dynamic
         pixels = torch.randint(0, 256, (batch, spec.in_chans, height, width), generator=generator, dtype=torch.uint8)
         samples.append((pixels if input_dtype == "uint8" else pixels.float() / 255.0,))
-    return wrapper, samples, ("pixels",)
+    return wrapper, samples, ("pixels",), preprocessing
 
 
-def _text_wrapper(model, target_stats):
+def _text_wrapper(model, facts: RunFacts):
     tokenizer = model.backbone.tokenizer
-    max_length = model.backbone.data_spec.max_length
+    names = ("input_ids", "attention_mask")
+    preprocessing = text_preprocessing(tokenizer, max_length=facts.max_length, inputs=names)
     samples = []
     for texts in (SAMPLE_TEXTS[:2], SAMPLE_TEXTS):  # different batch sizes and lengths: dynamic axes
-        encoded = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        encoded = tokenizer(texts, padding=True, truncation=True, max_length=facts.max_length, return_tensors="pt")
         samples.append((encoded["input_ids"], encoded["attention_mask"]))
-    return TextExport(model, target_stats).eval(), samples, ("input_ids", "attention_mask")
+    return TextExport(model, facts.target_stats).eval(), samples, names, preprocessing
 
 
 def _torch_export(wrapper, sample, path: Path, inputs, outputs, opset: int) -> None:
@@ -198,17 +234,35 @@ def max_abs_diff(wrapper, path: Path, samples, names) -> float:
     return worst
 
 
-def _write_meta(folder: Path, meta: dict, inputs, outputs, input_dtype: str, diff: float, tolerance: float,
-                opset: int) -> None:
+def _add_onnx_metadata(path: Path, facts: RunFacts, preprocessing: dict) -> None:
+    """Class names, task and preprocessing in the graph's metadata_props, so the .onnx file describes itself."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    props = {"transferkit.task": facts.task, "transferkit.modality": facts.modality,
+             "transferkit.classes": json.dumps(facts.classes), "transferkit.backbone": facts.backbone,
+             "transferkit.preprocessing": json.dumps(preprocessing)}
+    if facts.target_stats is not None:
+        props["transferkit.output"] = "values in the target's units"
+    onnx.helper.set_model_props(graph, props)
+    onnx.save(graph, str(path))
+
+
+def _write_meta(folder: Path, facts: RunFacts, preprocessing: dict, inputs, outputs, input_dtype: str,
+                diff: float, tolerance: float, opset: int) -> None:
     info = {"format": "onnx", "opset": opset, "inputs": list(inputs), "outputs": list(outputs),
-            "task": meta["task"], "classes": meta["classes"], "modality": meta["modality"],
-            "max_abs_diff": diff, "tolerance": tolerance, "backbone": meta["backbone"]}
-    if meta["modality"] == "image":
-        info.update(input_dtype=input_dtype, image_size=meta["image_size"] or meta["data_spec"]["input_size"],
+            "task": facts.task, "classes": facts.classes, "modality": facts.modality,
+            "output": ("logits: softmax gives the class probabilities, in the order of classes"
+                       if facts.target_stats is None else "values: predictions in the target's units"),
+            "max_abs_diff": diff, "tolerance": tolerance, "backbone": facts.backbone,
+            "preprocessing": preprocessing, "predictor": PREDICT_SCRIPT.name}
+    if facts.modality == "image":
+        spec = facts.data_spec
+        info.update(input_dtype=input_dtype, image_size=facts.image_size or list(spec.input_size),
                     layout="NCHW", pixel_range="0..255" if input_dtype == "uint8" else "0..1",
-                    normalisation_included=True, mean=meta["data_spec"]["mean"], std=meta["data_spec"]["std"])
+                    normalisation_included=True, mean=list(spec.mean), std=list(spec.std))
     else:
-        info.update(tokenizer="tokenizer", max_length=meta["max_length"] or meta["data_spec"]["max_length"])
+        info.update(tokenizer="tokenizer", max_length=facts.max_length)
     (folder / "transferkit_export.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+#: The file a backbone's weights are saved to by `Backbone.save_native` (timm and transferkit backbones).
+NATIVE_WEIGHTS = "backbone.safetensors"
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,25 @@ class Backbone(nn.Module):
     def save_preprocessing(self, folder) -> None:
         """Write what `predict` needs besides weights (a tokenizer for text); images need nothing."""
 
+    def save_native(self, folder) -> dict[str, Any]:
+        """Save the backbone as its own library saves it, so that library loads it without transferkit.
+
+        This default serves backbones that only transferkit defines (tiny-cnn): their state dict in
+        FOLDER/backbone.safetensors, loaded with `create_backbone(name, pretrained=False)`.
+
+        Returns:
+            How to load it and what it outputs (library, file, load, output, num_features, input).
+        """
+        path = Path(folder) / NATIVE_WEIGHTS
+        save_tensors(self.state_dict(), path, {"library": "transferkit", "backbone": self.name})
+        return {"library": "transferkit", "file": NATIVE_WEIGHTS,
+                "load": f"b = transferkit.create_backbone({self.name!r}, pretrained=False); "
+                        f"b.load_state_dict(safetensors.torch.load_file({NATIVE_WEIGHTS!r}), strict=True)",
+                **self._native_io("b(pixels) -> features (batch, num_features), b in eval mode")}
+
+    def _native_io(self, output: str) -> dict[str, Any]:
+        return {"output": output, "num_features": int(self.num_features), "input": self.data_spec.to_dict()}
+
     def describe(self) -> dict[str, Any]:
         groups = self.layer_groups()
         return {
@@ -110,3 +134,33 @@ class Backbone(nn.Module):
             ],
             "data_spec": self.data_spec.to_dict(),
         }
+
+
+def check_no_adapters(state: dict[str, torch.Tensor]) -> None:
+    """Refuse a state dict with PEFT adapter tensors: its own library could not load it.
+
+    Raises:
+        ExportError: naming the first adapter tensor.
+    """
+    from transferkit.errors import ExportError
+
+    adapters = [k for k in state if "lora_" in k or ".base_layer." in k]
+    if adapters:
+        raise ExportError(f"The backbone still holds PEFT adapters ({adapters[0]}); save the model that "
+                          "the strategy's export_model returns (adapters merged) instead.")
+
+
+def save_tensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """Write a state dict as safetensors (CPU copies, so shared or strided tensors save), atomically.
+
+    Raises:
+        ExportError: the state holds PEFT adapter tensors (merge them first: `Strategy.export_model`).
+    """
+    from safetensors.torch import save_file
+
+    check_no_adapters(state)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata=metadata)
+    os.replace(tmp, path)

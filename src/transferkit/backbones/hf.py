@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, DataSpec, LayerGroup, group_by_prefix
+from transferkit.backbones.base import Backbone, DataSpec, LayerGroup, check_no_adapters, group_by_prefix
 from transferkit.errors import WeightsNotFoundError
 
 DEFAULT_MAX_LENGTH = 128
@@ -21,8 +21,12 @@ class HFBackbone(Backbone):
         super().__init__()
         self.name = name
         self.pretrained = pretrained
-        if getattr(encoder, "pooler", None) is not None:
-            encoder.pooler = None  # mean pooling never uses it; unused params would break DDP and conformance
+        pooler = getattr(encoder, "pooler", None)
+        # Kept outside the module tree: mean pooling never uses it, and unused parameters would break
+        # DDP and conformance; save_native puts it back so the saved encoder loads with no missing keys.
+        object.__setattr__(self, "unused_pooler", pooler)
+        if pooler is not None:
+            encoder.pooler = None
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.num_features = int(encoder.config.hidden_size)
@@ -66,6 +70,26 @@ class HFBackbone(Backbone):
         names = {n.rsplit(".", 1)[-1] for n, m in self.encoder.named_modules() if isinstance(m, nn.Linear)}
         preferred = [n for n in ("query", "key", "value", "q_proj", "k_proj", "v_proj", "q_lin", "v_lin") if n in names]
         return preferred or sorted(names)
+
+    def save_native(self, folder) -> dict:
+        """FOLDER/encoder: config, weights and tokenizer, loaded by `AutoModel`/`AutoTokenizer.from_pretrained`."""
+        import transformers
+
+        target = Path(folder) / "encoder"
+        state = dict(self.encoder.state_dict())
+        if self.unused_pooler is not None:
+            state.update({f"pooler.{k}": v for k, v in self.unused_pooler.state_dict().items()})
+        check_no_adapters(state)
+        self.encoder.save_pretrained(str(target), state_dict=state)
+        self.tokenizer.save_pretrained(str(target))
+        return {"library": "transformers", "library_version": transformers.__version__, "folder": "encoder",
+                "model_type": self.encoder.config.model_type, "pooling": "masked mean",
+                "load": "m = transformers.AutoModel.from_pretrained('encoder'); "
+                        "tok = transformers.AutoTokenizer.from_pretrained('encoder')",
+                **self._native_io("h = m(**tok(texts, padding=True, truncation=True, max_length=max_length, "
+                                  "return_tensors='pt')).last_hidden_state; features = mean of h over tokens "
+                                  "whose attention_mask is 1 (batch, num_features)"),
+                "max_length": self.data_spec.max_length}
 
     def save_preprocessing(self, folder) -> None:
         """Save the encoder's config and tokenizer, so predict rebuilds it without the source."""

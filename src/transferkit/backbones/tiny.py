@@ -43,8 +43,13 @@ class TinyCNN(Backbone):
 
 
 def tiny_text(pretrained: bool = True) -> HFBackbone:
-    """A 2-layer, 32-wide BERT with MiniLM's real tokenizer (bundled), seeded init."""
+    """A 2-layer, 32-wide BERT with MiniLM's real tokenizer (bundled), seeded init.
+
+    Its pooler is drawn from a second seed after the encoder (leaving the encoder's weights as they
+    were): features never use it, but a saved BERT needs it to load in transformers without missing keys.
+    """
     from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers.models.bert.modeling_bert import BertPooler
 
     tokenizer = AutoTokenizer.from_pretrained(bundled_minilm_path())
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
@@ -53,4 +58,10 @@ def tiny_text(pretrained: bool = True) -> HFBackbone:
         if pretrained:
             torch.manual_seed(PRETRAINED_SEED)
         encoder = BertModel(config, add_pooling_layer=False)
+    with torch.random.fork_rng():
+        if pretrained:
+            torch.manual_seed(PRETRAINED_SEED + 1)
+        encoder.pooler = BertPooler(config)
+        nn.init.normal_(encoder.pooler.dense.weight, std=config.initializer_range)
+        nn.init.zeros_(encoder.pooler.dense.bias)
     return HFBackbone("tiny-text", encoder, tokenizer, pretrained, max_length=32)
