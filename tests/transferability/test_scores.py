@@ -80,7 +80,9 @@ def test_aligned_source_predictions_score_higher_than_random_ones(score):
 def test_logme_evidence_equals_the_direct_marginal_likelihood_at_its_alpha_and_beta(n, dims, seed):
     features, y = one_column_case(n, dims, seed)
     fit = logme_fit(features, y[:, None])[0]
-    assert fit.evidence == pytest.approx(direct_evidence(features, y, fit.alpha, fit.beta), rel=1e-8, abs=1e-8)
+    # Two routes to one number: with 300 dimensions for 30 samples the direct determinant loses about 1e-7
+    # relative to rounding (it differs between BLAS builds), so equality is asserted to 1e-6.
+    assert fit.evidence == pytest.approx(direct_evidence(features, y, fit.alpha, fit.beta), rel=1e-6, abs=1e-8)
 
 
 @pytest.mark.parametrize(("n", "dims", "seed"), [(60, 10, 0), (40, 40, 1), (30, 300, 2), (100, 3, 3)])
