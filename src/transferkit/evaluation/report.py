@@ -264,8 +264,11 @@ def _curves(folder: Path, table: pd.DataFrame, metric_column: str) -> dict[str, 
 
 
 def _classes(folder: Path, row: pd.Series) -> list[str]:
-    meta = json.loads((folder / row["folder"] / "model" / "transferkit.json").read_text(encoding="utf-8"))
-    return [str(c) for c in meta.get("classes") or []]
+    """The class names a cell's model predicts ([] when its model folder is missing)."""
+    path = folder / row["folder"] / "model" / "transferkit.json"
+    if not path.is_file():
+        return []
+    return [str(c) for c in json.loads(path.read_text(encoding="utf-8")).get("classes") or []]
 
 
 def _chance(folder: Path, table: pd.DataFrame, metric: str) -> float | None:

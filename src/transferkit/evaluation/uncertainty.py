@@ -127,6 +127,10 @@ class Uncertainty:
 
     # ---- what the report says about it -----------------------------------------------------------------------
 
+    def range_text(self) -> str:
+        low, high = (f"{b:g}".replace("inf", "∞") for b in self.bounds)
+        return f"{'(' if low.endswith('∞') else '['}{low}, {high}{')' if high.endswith('∞') else ']'}"
+
     def method_line(self) -> str:
         """One or two sentences saying how the intervals were computed (and where items were missing)."""
         parts = []
@@ -134,12 +138,13 @@ class Uncertainty:
             parts.append(f"Intervals: {CONFIDENCE:.0%} percentile bootstrap ({RESAMPLES:,} resamples, fixed random "
                          f"seed) over seeds and, within each seed, the {self.split} items of "
                          f"predictions_{self.split}.csv; differences between strategies are paired (same seeds, "
-                         f"same {self.split} items), so every interval stays within the range of {self.metric}.")
+                         f"same {self.split} items), so every interval of {self.metric} stays within "
+                         f"{self.range_text()}.")
         if "seeds" in self.used:
             cells = sorted(self.seed_only_cells)
             shown = ", ".join(f"{c} ({self.seed_only_cells[c]})" for c in cells[:3])
             more = f" and {len(cells) - 3} more" if len(cells) > 3 else ""
-            parts.append(f"Intervals resampling seeds only ({CONFIDENCE:.0%} percentile bootstrap, clipped to the "
-                         f"range of {self.metric}) where items were unusable: {shown}{more}; with few seeds "
-                         "these understate the uncertainty.")
+            parts.append(f"Intervals resampling seeds only ({CONFIDENCE:.0%} percentile bootstrap, clipped to "
+                         f"{self.range_text()}) where items were unusable: {shown}{more}; with few seeds these "
+                         "understate the uncertainty.")
         return " ".join(parts) or "No intervals: one seed per strategy and no usable predictions."
