@@ -157,9 +157,10 @@ def _size_tables(summary: pd.DataFrame, metric: str) -> list[Block]:
                  "" if r.vs_top is None else f"{r.vs_top.estimate:+.3f} {r.vs_top.text()}", _rank_text(r),
                  f"{r.seconds:.1f}", f"{r.trainable:,}"] for r in part.itertuples()]
         marked = {i for i, r in enumerate(part.itertuples()) if r.best}
+        tied = {i for i, r in enumerate(part.itertuples()) if r.tied}
         blocks.append(Table(["strategy", "seeds", f"{metric} (mean)", "95% interval", "vs top (paired 95% interval)",
                              "rank", "train time (s)", "trainable params"], rows, marked,
-                            caption=_size_caption(size, part)))
+                            caption=_size_caption(size, part), tied=tied))
     return blocks
 
 
