@@ -39,7 +39,7 @@ def test_overlapping_leaders_are_tied_and_named(tmp_path):
     summary = summary_of(tmp_path, table_)
     assert list(summary["tied"]) == [True, True, False] and not summary["best"].any()
     md = write_report(tmp_path, spec_for(table_), table_)[0].read_text()
-    assert "10 labels per class: tied for best: full (0.615 [" in md and "), partial (0.600 [" in md
+    assert "10 labels per class: tied for best in test accuracy: full (0.615 [" in md and "), partial (0.600 [" in md
     assert "*10 labels per class: tied for best: full, partial (the paired interval" in md
     assert "★" not in md
 

@@ -48,7 +48,8 @@ def test_seed_only_fallback_is_clipped_and_said(tmp_path, predictions):
 def test_one_seed_interval_is_the_binomial_sampling_error_of_the_test_set(tmp_path):
     n, k = 400, 300
     table = write_cells(tmp_path, {"full": [correct(n, k)]})
-    interval, _ = score(tmp_path, table)
+    interval, stats_ = score(tmp_path, table)
+    assert "its interval reflects the test items alone, not the variation between seeds" in stats_.method_line()
     normal_half = 1.96 * math.sqrt(0.75 * 0.25 / n)  # items are the only noise left with one seed
     assert (interval.high - interval.low) / 2 == pytest.approx(normal_half, rel=0.12)
 

@@ -84,6 +84,7 @@ h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }
 h2 { margin-top: 2rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
 table { border-collapse: collapse; margin: .6rem 0 1.2rem; font-size: .92rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .7rem; text-align: right; }
+td { white-space: nowrap; }
 th { background: #f6f8fa; } td.text, th.text { text-align: left; }
 tr.best td { background: #dafbe1; font-weight: 600; }
 tr.tied td { background: #fff8c5; }

@@ -154,7 +154,7 @@ def _size_tables(summary: pd.DataFrame, metric: str) -> list[Block]:
     blocks: list[Block] = [Heading("Results per data size")]
     for size, part in summary.groupby("size", sort=False):
         rows = [[("★ " if r.best else "") + r.strategy, str(r.seeds), f"{r.mean:.3f}", r.interval.text(),
-                 "" if r.vs_top is None else f"{r.vs_top.estimate:+.3f} {r.vs_top.text()}", _rank_text(r),
+                 "—" if r.vs_top is None else f"{r.vs_top.estimate:+.3f} {r.vs_top.text()}", _rank_text(r),
                  f"{r.seconds:.1f}", f"{r.trainable:,}"] for r in part.itertuples()]
         marked = {i for i, r in enumerate(part.itertuples()) if r.best}
         tied = {i for i, r in enumerate(part.itertuples()) if r.tied}
@@ -195,8 +195,8 @@ def _leaders(part: pd.DataFrame, metric: str) -> str:
         r = best.iloc[0]
         return f"best is {r.strategy} ({metric} {r['mean']:.3f} {r.interval.text()})"
     tied = part[part["tied"]]
-    return "tied for best: " + ", ".join(f"{r.strategy} ({r.mean:.3f} {r.interval.text()})"
-                                         for r in tied.itertuples()) + f" ({metric})"
+    return f"tied for best in {metric}: " + ", ".join(f"{r.strategy} ({r.mean:.3f} {r.interval.text()})"
+                                                      for r in tied.itertuples())
 
 
 def _verdict_lines(summary: pd.DataFrame, benefit: pd.DataFrame, metric: str,
@@ -338,8 +338,8 @@ def _figures(folder: Path, table: pd.DataFrame, summary: pd.DataFrame, column: s
         blocks += [Heading("Learning curves"), Image(
             "learning-curves", plots.learning_curves(panels, metric=val_column.replace("/", " "),
                                                      chance=_chance(folder, table, val_column.split("/")[1])),
-            f"Per epoch (from 1, mean over seeds): {val_column} above, train loss (solid) and val loss (dashed) "
-            "below; a single point is a head fitted in one step (no loss logged)"
+            f"Per epoch (from 1, mean over seeds): {val_column.replace('/', ' ')} above, train loss (solid) and "
+            "val loss (dashed) below; a single point is a head fitted in one step (no loss logged)"
             + ("; dotted: chance level" if chance else ""))]
     return blocks + _best_run_blocks(folder, table, column)
 

@@ -34,7 +34,7 @@ class Uncertainty:
         self.bounds = METRIC_RANGES.get(self.metric, (-np.inf, np.inf))
         self.item_metric = ITEM_METRICS.get(self.metric)
         self.seed_only_cells: dict[str, str] = {}  # cell -> why its items could not be used
-        self.used: set[str] = set()  # "items", "seeds"
+        self.used: set[str] = set()  # "items", "seeds", "one seed" (items of a single seed)
         self._cache: dict[str, pd.DataFrame | None] = {}
 
     # ---- per-item values -------------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ class Uncertainty:
         estimate = float(np.nanmean(values)) if len(values) else NO_INTERVAL
         items = [self.items(row) for _, row in runs.iterrows()]
         if items and all(i is not None for i in items):
-            self.used.add("items")
+            self.used.update(["items"] + (["one seed"] if len(items) == 1 else []))
             samples = [i["value"].to_numpy()[:, None] for i in items]
             replicates = over_seeds_and_items(samples, self.item_metric.finish, rng_for("score", *key))[:, 0]
             return percentile(estimate, replicates, self.bounds)
@@ -102,7 +102,7 @@ class Uncertainty:
         samples = self._paired_items(a.loc[seeds], b.loc[seeds])
         if samples is None:
             return self._seed_interval(estimate, gaps[:, None], key, bounds)
-        self.used.add("items")
+        self.used.update(["items"] + (["one seed"] if len(samples) == 1 else []))
         replicates = over_seeds_and_items(samples, self.item_metric.finish, rng_for("difference", *key))
         return percentile(estimate, self.sign * (replicates[:, 0] - replicates[:, 1]), bounds)
 
@@ -140,6 +140,9 @@ class Uncertainty:
                          f"predictions_{self.split}.csv; differences between strategies are paired (same seeds, "
                          f"same {self.split} items), so every interval of {self.metric} stays within "
                          f"{self.range_text()}.")
+        if "one seed" in self.used:
+            parts.append("Where a strategy has one seed, its interval reflects the test items alone, not the "
+                         "variation between seeds: run more seeds before trusting a verdict.")
         if "seeds" in self.used:
             cells = sorted(self.seed_only_cells)
             shown = ", ".join(f"{c} ({self.seed_only_cells[c]})" for c in cells[:3])
