@@ -72,7 +72,7 @@ class Interval:
 
 def rng_for(*key: object) -> np.random.Generator:
     """A generator seeded by a stable hash of `key` (e.g. data size and strategies), independent of call order."""
-    return np.random.default_rng([BASE_SEED, zlib.crc32(repr(key).encode("utf-8"))])
+    return np.random.default_rng([BASE_SEED, zlib.crc32("|".join(map(str, key)).encode("utf-8"))])
 
 
 def resample_items(rows: np.ndarray, finish: Callable, rng: np.random.Generator, draws: int) -> np.ndarray:
@@ -88,17 +88,41 @@ def resample_items(rows: np.ndarray, finish: Callable, rng: np.random.Generator,
         (draws, columns) metric values.
     """
     n = len(rows)
-    distinct, counts = np.unique(rows, axis=0, return_counts=True)
+    few = _distinct_rows(rows)
     out = np.empty((draws, rows.shape[1]))
-    chunk = max(1, _CHUNK_CELLS // max(n, len(distinct)))
+    chunk = max(1, _CHUNK_CELLS // n)
     for start in range(0, draws, chunk):
         m = min(chunk, draws - start)
-        if len(distinct) <= _FEW_DISTINCT:
+        if few is not None:
+            distinct, counts = few
             means = rng.multinomial(n, counts / n, size=m) @ distinct / n
         else:
             means = rows[rng.integers(n, size=(m, n))].mean(axis=1)
         out[start:start + m] = finish(means)
     return out
+
+
+def _distinct_rows(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(distinct rows, their counts) when there are few of them (0/1 correctness), else None.
+
+    Rows are coded column by column as integers (cheaper than `np.unique(axis=0)` on many rows).
+    """
+    codes, base, levels = np.zeros(len(rows), dtype=np.int64), 1, []
+    for column in rows.T:
+        values, inverse = np.unique(column, return_inverse=True)
+        if len(values) > _FEW_DISTINCT:
+            return None
+        codes += inverse.reshape(-1) * base
+        base *= len(values)
+        levels.append(values)
+    present, counts = np.unique(codes, return_counts=True)
+    if len(present) > _FEW_DISTINCT:
+        return None
+    distinct, rest = np.empty((len(present), rows.shape[1])), present.copy()
+    for j, values in enumerate(levels):
+        distinct[:, j] = values[rest % len(values)]
+        rest //= len(values)
+    return distinct, counts
 
 
 def over_seeds_and_items(samples: Sequence[np.ndarray], finish: Callable, rng: np.random.Generator,
