@@ -31,12 +31,14 @@ class Alert:
 
 @dataclass
 class Table:
-    """A table of strings; rows whose index is in `marked` are highlighted (e.g. the best strategy)."""
+    """A table of strings; rows in `marked` are highlighted (the best strategy), rows in `tied` shaded apart
+    (strategies tied for best)."""
 
     headers: list[str]
     rows: list[list[str]]
     marked: set[int] = field(default_factory=set)
     caption: str = ""
+    tied: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -82,8 +84,10 @@ h1 { border-bottom: 2px solid #d0d7de; padding-bottom: .3rem; }
 h2 { margin-top: 2rem; border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
 table { border-collapse: collapse; margin: .6rem 0 1.2rem; font-size: .92rem; }
 th, td { border: 1px solid #d0d7de; padding: .3rem .7rem; text-align: right; }
+td { white-space: nowrap; }
 th { background: #f6f8fa; } td.text, th.text { text-align: left; }
 tr.best td { background: #dafbe1; font-weight: 600; }
+tr.tied td { background: #fff8c5; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding-bottom: .3rem; }
 .alert { background: #fff1f0; border: 1px solid #cf222e; border-left: 6px solid #cf222e; padding: .6rem .9rem;
          margin: .6rem 0; border-radius: 4px; }
@@ -104,15 +108,20 @@ def _html_block(block: Block) -> str:
         caption = f"<caption>{esc(block.caption)}</caption>" if block.caption else ""
         text = [not any(_NUMERIC.match(row[j]) for row in block.rows) for j in range(len(block.headers))]
         head = "".join(f"<th{_align(t)}>{esc(h)}</th>" for h, t in zip(block.headers, text))
-        best = ' class="best"'
         rows = "".join(
-            f"<tr{best if i in block.marked else ''}>"
+            f"<tr{_row_class(block, i)}>"
             + "".join(f"<td{_align(t)}>{esc(c)}</td>" for c, t in zip(row, text)) + "</tr>"
             for i, row in enumerate(block.rows))
         return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
     data = base64.b64encode(block.png).decode("ascii")
     return (f'<figure id="{esc(block.name)}"><img alt="{esc(block.caption)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{esc(block.caption)}</figcaption></figure>")
+
+
+def _row_class(table: Table, index: int) -> str:
+    if index in table.marked:
+        return ' class="best"'
+    return ' class="tied"' if index in table.tied else ""
 
 
 def _align(text: bool) -> str:

@@ -1,9 +1,11 @@
 """The comparison report: does transfer help here, and which strategy is best?
 
-Per data size, each strategy's mean and 95% confidence interval (Student t) over seeds of the main
-metric; the transfer benefit of each pretrained strategy over the from-scratch baseline, paired by
-seed (same seed, same split); a data-efficiency plot, learning curves and the best run's confusion
-matrix (classification) or predicted-vs-true scatter (regression).
+Per data size, each strategy's mean over seeds of the main metric with a bootstrap interval over seeds and
+test items (`uncertainty`); a strategy is marked best only when the paired interval of its difference from
+every other strategy excludes 0, otherwise the leaders are "tied". Gains (transfer over the from-scratch
+baseline, adaptation over the source-only one) are paired by seed and test item and worded the same way for
+both signs. Figures: data efficiency, learning curves (validation metric beside train and validation loss)
+and the best run on validation data's confusion matrix (classification) or predicted-vs-true scatter.
 """
 
 from __future__ import annotations
@@ -12,14 +14,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from transferkit.evaluation import plots
+from transferkit.evaluation.bootstrap import Interval
 from transferkit.evaluation.metrics import main_metric
 from transferkit.evaluation.render import Alert, Block, Heading, Image, Paragraph, Table, write
-
-CONFIDENCE = 0.95
+from transferkit.evaluation.uncertainty import Uncertainty
 
 
 def main_column(row: dict[str, Any] | pd.DataFrame) -> str:
@@ -34,42 +35,50 @@ def higher_is_better(task: str) -> bool:
     return main_metric(task)[1] == "max"
 
 
-def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Mean and half-width of its t-distribution confidence interval (NaN half-width for one value)."""
-    from scipy import stats
-
-    x = np.asarray(values, dtype=float)
-    x = x[~np.isnan(x)]
-    if len(x) == 0:
-        return float("nan"), float("nan")
-    if len(x) < 2:
-        return float(x.mean()), float("nan")
-    sem = x.std(ddof=1) / np.sqrt(len(x))
-    return float(x.mean()), float(stats.t.ppf((1 + confidence) / 2, len(x) - 1) * sem)
+def uncertainty_for(folder: Path, table: pd.DataFrame) -> Uncertainty:
+    """The interval maker of a comparison table's main metric."""
+    return Uncertainty(folder, main_column(table), higher_is_better=higher_is_better(table["task"].iloc[0]))
 
 
 def size_label(size: str) -> str:
     return "all labels" if size == "all" else f"{size} labels per class"
 
 
-def summarize(table: pd.DataFrame, column: str) -> pd.DataFrame:
-    """One row per (data size, strategy): seeds, mean, CI half-width, time, trainable parameters, best."""
+def summarize(table: pd.DataFrame, stats: Uncertainty) -> pd.DataFrame:
+    """One row per (data size, strategy): seeds, mean and interval, time, trainable parameters, rank.
+
+    `vs_top` is the paired difference from the strategy with the best mean at that size (None for that one);
+    `tied` marks every strategy whose difference from it has an interval that includes 0 (the top one too,
+    when any other is tied with it); `best` is the top strategy when nothing is tied with it.
+    """
     rows = []
     for (size, strategy), part in table.groupby(["train_per_class", "strategy"], sort=False):
-        mean, half = mean_ci(part[column])
+        score = stats.score(part, (size, strategy))
         x = part["labels_per_class"].mean()
         rows.append({"size": size, "strategy": strategy, "pretrained": bool(part["pretrained"].iloc[0]),
-                     "seeds": len(part), "mean": mean, "half": half, "seconds": part["train_seconds"].mean(),
-                     "trainable": int(part["trainable_params"].median()),
+                     "seeds": len(part), "mean": score.estimate, "interval": score,
+                     "seconds": part["train_seconds"].mean(), "trainable": int(part["trainable_params"].median()),
                      "x": x if x == x else part["n_train"].mean()})
     summary = pd.DataFrame(rows)
-    better = higher_is_better(table["task"].iloc[0])
-    best = summary.groupby("size", sort=False)["mean"].transform("max" if better else "min")
-    summary["best"] = summary["mean"] == best
-    return summary
+    ranked = [_rank(table, part, stats) for _, part in summary.groupby("size", sort=False)]
+    return pd.concat(ranked).loc[summary.index]
 
 
-def transfer_benefit(table: pd.DataFrame, column: str) -> pd.DataFrame:
+def _rank(table: pd.DataFrame, part: pd.DataFrame, stats: Uncertainty) -> pd.DataFrame:
+    part = part.copy()
+    top = part["mean"].idxmax() if stats.sign > 0 else part["mean"].idxmin()
+    runs = table[table["train_per_class"] == part.at[top, "size"]]
+    top_runs = runs[runs["strategy"] == part.at[top, "strategy"]]
+    part["vs_top"] = [None if i == top else stats.difference(
+        runs[runs["strategy"] == r.strategy], top_runs, (r.size, r.strategy, "vs", part.at[top, "strategy"]))
+        for i, r in part.iterrows()]
+    part["tied"] = [i != top and (d is None or not d.excludes_zero) for i, d in part["vs_top"].items()]
+    part.loc[top, "tied"] = bool(part["tied"].any())
+    part["best"] = [i == top and not part["tied"].any() for i in part.index]
+    return part
+
+
+def transfer_benefit(table: pd.DataFrame, stats: Uncertainty) -> pd.DataFrame:
     """Gain of each pretrained strategy over the first non-pretrained one (the baseline), paired by seed.
 
     The gain is signed so that positive means better (for error metrics: baseline minus strategy).
@@ -78,63 +87,85 @@ def transfer_benefit(table: pd.DataFrame, column: str) -> pd.DataFrame:
     if not len(baselines):
         return pd.DataFrame()
     pairs = [(s, baselines[0]) for s in table.loc[table["pretrained"].astype(bool), "strategy"].unique()]
-    return _paired_gains(table, column, pairs, worse="negative transfer")
+    return _paired_gains(table, stats, pairs, worse="negative transfer")
 
 
-def adaptation_benefit(table: pd.DataFrame, column: str) -> pd.DataFrame:
+def adaptation_benefit(table: pd.DataFrame, stats: Uncertainty) -> pd.DataFrame:
     """Gain of each domain-adaptation strategy over its source-only baseline (`full`), paired by seed."""
     if "source_only_baseline" not in table:
         return pd.DataFrame()
     named = table.dropna(subset=["source_only_baseline"]).drop_duplicates("strategy")
     pairs = list(named[["strategy", "source_only_baseline"]].itertuples(index=False, name=None))
-    return _paired_gains(table, column, pairs, worse="hurts")
+    return _paired_gains(table, stats, pairs, worse="hurts")
 
 
-def _paired_gains(table: pd.DataFrame, column: str, pairs: list[tuple[str, str]], *, worse: str) -> pd.DataFrame:
+def _paired_gains(table: pd.DataFrame, stats: Uncertainty, pairs: list[tuple[str, str]], *,
+                  worse: str) -> pd.DataFrame:
     """(strategy, baseline) gains per data size over the seeds both have, signed so positive is better.
 
-    `worse` is the verdict of a strategy that does not beat its baseline.
+    `worse` is the verdict of a strategy whose whole interval lies below its baseline.
     """
-    sign = 1.0 if higher_is_better(table["task"].iloc[0]) else -1.0
     rows = []
     for size, part in table.groupby("train_per_class", sort=False):
-        by_strategy = {s: runs.set_index("seed")[column] for s, runs in part.groupby("strategy", sort=False)}
+        by_strategy = dict(tuple(part.groupby("strategy", sort=False)))
         for strategy, baseline in pairs:
             if strategy not in by_strategy or baseline not in by_strategy:
                 continue
-            scores, base = by_strategy[strategy], by_strategy[baseline]
-            seeds = scores.index.intersection(base.index)
-            if not len(seeds):
+            gain = stats.difference(by_strategy[strategy], by_strategy[baseline], (size, strategy, "vs", baseline))
+            if gain is None:
                 continue
-            gain, half = mean_ci(sign * (scores[seeds] - base[seeds]))
-            rows.append({"size": size, "strategy": strategy, "baseline": baseline, "seeds": len(seeds),
-                         "gain": gain, "half": half, "verdict": _verdict(gain, half, worse)})
+            seeds = len(set(by_strategy[strategy]["seed"]) & set(by_strategy[baseline]["seed"]))
+            rows.append({"size": size, "strategy": strategy, "baseline": baseline, "seeds": seeds,
+                         "gain": gain.estimate, "interval": gain, "verdict": verdict(gain, worse)})
     return pd.DataFrame(rows)
 
 
-def _verdict(gain: float, half: float, worse: str) -> str:
-    if gain <= 0:
+def verdict(gain: Interval, worse: str = "hurts") -> str:
+    """"helps" or `worse` only when the interval excludes 0, the same rule for both signs."""
+    if not gain.known:
+        return "no interval (one seed)"
+    if gain.low > 0:
+        return "helps"
+    if gain.high < 0:
         return worse
-    if half != half:
-        return "helps (one seed: no interval)"
-    return "helps" if gain - half > 0 else "helps, not significant"
-
-
-def _interval(mean: float, half: float) -> str:
-    return "n/a (1 seed)" if half != half else f"[{mean - half:.3f}, {mean + half:.3f}]"
+    return "no clear difference"
 
 
 # ---- blocks ----------------------------------------------------------------------------------------------------
 
+def _rank_text(r) -> str:
+    if r.best:
+        return "best"
+    if r.tied:
+        return "tied for best"
+    return "top" if r.vs_top is None else "below top"
+
+
+def _size_caption(size: str, part: pd.DataFrame) -> str:
+    best, tied = part[part["best"]], part[part["tied"]]
+    if len(best):
+        return (f"{size_label(size)}: ★ {best['strategy'].iloc[0]} is best (the paired interval of its difference "
+                "from every other strategy excludes 0)")
+    return (f"{size_label(size)}: tied for best: {', '.join(tied['strategy'])} (the paired interval of the "
+            "difference from the top mean includes 0)")
+
+
 def _size_tables(summary: pd.DataFrame, metric: str) -> list[Block]:
     blocks: list[Block] = [Heading("Results per data size")]
     for size, part in summary.groupby("size", sort=False):
-        rows = [[("★ " if r.best else "") + r.strategy, str(r.seeds), f"{r.mean:.3f}", _interval(r.mean, r.half),
+        rows = [[("★ " if r.best else "") + r.strategy, str(r.seeds), f"{r.mean:.3f}", r.interval.text(),
+                 "—" if r.vs_top is None else f"{r.vs_top.estimate:+.3f} {r.vs_top.text()}", _rank_text(r),
                  f"{r.seconds:.1f}", f"{r.trainable:,}"] for r in part.itertuples()]
         marked = {i for i, r in enumerate(part.itertuples()) if r.best}
-        blocks.append(Table(["strategy", "seeds", f"{metric} (mean)", "95% CI", "train time (s)",
-                             "trainable params"], rows, marked, caption=size_label(size)))
+        tied = {i for i, r in enumerate(part.itertuples()) if r.tied}
+        blocks.append(Table(["strategy", "seeds", f"{metric} (mean)", "95% interval", "vs top (paired 95% interval)",
+                             "rank", "train time (s)", "trainable params"], rows, marked,
+                            caption=_size_caption(size, part), tied=tied))
     return blocks
+
+
+def _gain_row(r) -> list[str]:
+    return [f"{r.gain:+.3f}", r.interval.text(), str(r.seeds), r.verdict]
 
 
 def _benefit_blocks(benefit: pd.DataFrame, metric: str, adapting: bool = False) -> list[Block]:
@@ -147,28 +178,38 @@ def _benefit_blocks(benefit: pd.DataFrame, metric: str, adapting: bool = False) 
         return blocks + [Paragraph(text)]
     baseline = benefit["baseline"].iloc[0]
     blocks.append(Paragraph(f"Gain in {metric} of each pretrained strategy over {baseline} (same seeds, same "
-                            "splits; positive is better), with its 95% confidence interval."))
-    rows = [[size_label(r.size), r.strategy, f"{r.gain:+.3f}", _interval(r.gain, r.half), str(r.seeds), r.verdict]
-            for r in benefit.itertuples()]
-    blocks.append(Table(["data size", "strategy", "gain", "95% CI", "seeds", "verdict"], rows))
+                            "test items; positive is better), with its paired 95% interval: \"helps\" or "
+                            "\"negative transfer\" only when the interval excludes 0."))
+    rows = [[size_label(r.size), r.strategy, *_gain_row(r)] for r in benefit.itertuples()]
+    blocks.append(Table(["data size", "strategy", "gain", "95% interval", "seeds", "verdict"], rows))
     for r in benefit[benefit["verdict"] == "negative transfer"].itertuples():
-        blocks.append(Alert(f"Negative transfer: {r.strategy} does not beat {baseline} at {size_label(r.size)} "
-                            f"(gain {r.gain:+.3f} {metric}); the pretrained features do not help here."))
+        blocks.append(Alert(f"Negative transfer: {r.strategy} does worse than {baseline} at {size_label(r.size)} "
+                            f"(gain {r.gain:+.3f} {r.interval.text()} {metric}, the whole interval below 0); the "
+                            "pretrained features do not help here."))
     return blocks
+
+
+def _leaders(part: pd.DataFrame, metric: str) -> str:
+    best = part[part["best"]]
+    if len(best):
+        r = best.iloc[0]
+        return f"best is {r.strategy} ({metric} {r['mean']:.3f} {r.interval.text()})"
+    tied = part[part["tied"]]
+    return f"tied for best in {metric}: " + ", ".join(f"{r.strategy} ({r.mean:.3f} {r.interval.text()})"
+                                                      for r in tied.itertuples())
 
 
 def _verdict_lines(summary: pd.DataFrame, benefit: pd.DataFrame, metric: str,
                    adaptation: pd.DataFrame | None = None) -> list[Block]:
     lines: list[Block] = [Heading("Summary")]
     for size, part in summary.groupby("size", sort=False):
-        best = part[part["best"]].iloc[0]
-        text = f"{size_label(size)}: best is {best.strategy} ({metric} {best['mean']:.3f}"
-        text += ")" if best.half != best.half else f" ± {best.half:.3f})"
+        text = f"{size_label(size)}: {_leaders(part, metric)}"
         for what, gains in (("transfer", benefit), ("adaptation", adaptation)):
             gains = gains[gains["size"] == size] if gains is not None and not gains.empty else None
             if gains is not None and len(gains):
                 top = gains.loc[gains["gain"].idxmax()]
-                text += f"; {what} gain over {top.baseline}: {top.gain:+.3f} ({top.strategy})"
+                text += (f"; {what} gain over {top.baseline}: {top.gain:+.3f} {top.interval.text()} "
+                         f"({top.strategy}, {top.verdict})")
         lines.append(Paragraph(text + "."))
     return lines
 
@@ -186,9 +227,8 @@ def _adaptation_blocks(table: pd.DataFrame, adaptation: pd.DataFrame, options: d
     if adaptation.empty:
         return blocks + [Alert(f"No source-only baseline finished: add {' / '.join(baselines)} to --strategies "
                                "to measure what adaptation brings.")]
-    rows = [[size_label(r.size), r.strategy, r.baseline, f"{r.gain:+.3f}", _interval(r.gain, r.half), str(r.seeds),
-             r.verdict] for r in adaptation.itertuples()]
-    blocks.append(Table(["data size", "strategy", "source-only", "gain", "95% CI", "seeds", "verdict"], rows))
+    rows = [[size_label(r.size), r.strategy, r.baseline, *_gain_row(r)] for r in adaptation.itertuples()]
+    blocks.append(Table(["data size", "strategy", "source-only", "gain", "95% interval", "seeds", "verdict"], rows))
     before, after = "domain_gap/proxy_a_distance_before", "domain_gap/proxy_a_distance_after"
     if before in table and after in table:
         gaps = table.dropna(subset=[after]).groupby(["train_per_class", "strategy"], sort=False)[[before, after]]
@@ -201,65 +241,116 @@ def _adaptation_blocks(table: pd.DataFrame, adaptation: pd.DataFrame, options: d
     return blocks
 
 
-def _curves(folder: Path, table: pd.DataFrame, column: str) -> dict[str, dict]:
+def _curves(folder: Path, table: pd.DataFrame, metric_column: str) -> dict[str, dict]:
+    """size label -> strategy -> {"metric" | "train loss" | "val loss": (1-based epochs, mean over seeds)}."""
+    wanted = {metric_column: "metric", "train/loss": "train loss", "val/loss": "val loss"}
     panels: dict[str, dict] = {}
     for (size, strategy), part in table.groupby(["train_per_class", "strategy"], sort=False):
         frames = [pd.read_csv(folder / f / "history.csv") for f in part["folder"]
                   if (folder / f / "history.csv").is_file()]
-        frames = [f[["epoch", column]].dropna() for f in frames if column in f]
-        if frames:
-            mean = pd.concat(frames).groupby("epoch")[column].mean()
-            panels.setdefault(size_label(size), {})[strategy] = (list(mean.index), list(mean.values))
+        frames = [f for f in frames if "epoch" in f]
+        if not frames:
+            continue
+        history = pd.concat(frames)
+        history["epoch"] = history["epoch"] + 1  # Lightning counts epochs from 0, readers from 1
+        series = {}
+        for column, name in wanted.items():
+            if column in history:
+                mean = history[["epoch", column]].dropna().groupby("epoch")[column].mean()
+                if len(mean):
+                    series[name] = ([int(e) for e in mean.index], list(mean.values))
+        if series:
+            panels.setdefault(size_label(size), {})[strategy] = series
     return panels
 
 
-def _best_run_figure(folder: Path, table: pd.DataFrame, column: str) -> Image | None:
-    better = higher_is_better(table["task"].iloc[0])
-    best = table.loc[table[column].idxmax() if better else table[column].idxmin()]
+def _classes(folder: Path, row: pd.Series) -> list[str]:
+    """The class names a cell's model predicts ([] when its model folder is missing)."""
+    path = folder / row["folder"] / "model" / "transferkit.json"
+    if not path.is_file():
+        return []
+    return [str(c) for c in json.loads(path.read_text(encoding="utf-8")).get("classes") or []]
+
+
+def _chance(folder: Path, table: pd.DataFrame, metric: str) -> float | None:
+    """Accuracy of guessing uniformly among the classes (1 / number of classes), for accuracy panels."""
+    if metric != "accuracy" or table["task"].iloc[0] != "classification":
+        return None
+    classes = _classes(folder, table.iloc[0])
+    return 1 / len(classes) if classes else None
+
+
+def best_run_on_validation(table: pd.DataFrame, column: str) -> pd.Series | None:
+    """The run with the best validation score of the main metric (first in grid order on a tie).
+
+    Test scores never choose it: the best test score of many runs overstates what the chosen run will do.
+    None when the runs have no validation score.
+    """
+    val_column = "val/" + column.split("/")[1]
+    if val_column not in table or table[val_column].isna().all():
+        return None
+    scores = table[val_column]
+    return table.loc[scores.idxmax() if higher_is_better(table["task"].iloc[0]) else scores.idxmin()]
+
+
+def _best_run_blocks(folder: Path, table: pd.DataFrame, column: str) -> list[Block]:
+    best = best_run_on_validation(table, column)
+    if best is None:
+        return [Heading("Best run"), Paragraph("No validation scores: no best run is shown (choosing one on test "
+                                               "data would overstate it).")]
     split, metric = column.split("/")
     path = folder / best["folder"] / f"predictions_{split}.csv"
     if not path.is_file():
-        return None
+        return []
     preds = pd.read_csv(path, dtype={"target": str, "prediction": str})
-    title = f"{best['cell']} ({split} {metric} {best[column]:.3f})"
+    direction = "highest" if higher_is_better(best["task"]) else "lowest"
+    chosen = (f"{best['cell']}, chosen on validation data (the {direction} val {metric} of all cells, "
+              f"{best['val/' + metric]:.3f}; ties go to the first in grid order), never on test")
+    shown = (f"shown on the test split, where it scores test {metric} {best[column]:.3f}" if split == "test" else
+             "shown on the validation split that chose it (no test split), so its score there is optimistic")
+    title = f"{best['cell']} (chosen on val {metric} {best['val/' + metric]:.3f})"
     if best["task"] != "classification":
         png = plots.predicted_vs_true(preds["target"].astype(float).to_numpy(),
                                       preds["prediction"].astype(float).to_numpy(), title=title)
-        return Image("best-run", png, f"Predicted vs true values of the best run, {title}")
+        return [Heading("Best run"), Image("best-run", png, f"Predicted vs true values of the best run: {chosen}; "
+                                                            f"{shown}.")]
     from sklearn.metrics import confusion_matrix
 
-    meta = json.loads((folder / best["folder"] / "model" / "transferkit.json").read_text(encoding="utf-8"))
-    classes = [str(c) for c in meta["classes"]]
+    classes = _classes(folder, best)
     matrix = confusion_matrix(preds["target"], preds["prediction"], labels=classes)
-    return Image("best-run", plots.confusion_matrix(matrix, classes, title=title),
-                 f"Confusion matrix of the best run, {title}")
+    return [Heading("Best run"), Image("best-run", plots.confusion_matrix(matrix, classes, title=title),
+                                       f"Confusion matrix of the best run: {chosen}; {shown}.")]
 
 
 def _figures(folder: Path, table: pd.DataFrame, summary: pd.DataFrame, column: str, metric: str) -> list[Block]:
-    lines = {s: (list(p["x"]), list(p["mean"]), list(p["half"])) for s, p in summary.groupby("strategy", sort=False)}
+    lines = {s: (list(p["x"]), list(p["mean"]), [i.low for i in p["interval"]], [i.high for i in p["interval"]])
+             for s, p in summary.groupby("strategy", sort=False)}
     classification = table["task"].iloc[0] == "classification"
+    chance = _chance(folder, table, column.split("/")[1])
     blocks: list[Block] = [Heading("Data efficiency"), Image(
-        "data-efficiency", plots.data_efficiency(lines, metric=metric,
+        "data-efficiency", plots.data_efficiency(lines, metric=metric, chance=chance,
                                                  xlabel="labels per class" if classification else "training samples"),
-        f"{metric} against the number of labels (mean over seeds, 95% CI), one line per strategy")]
+        f"{metric} against the number of labels (mean over seeds, 95% bootstrap interval), one line per strategy"
+        + ("; dotted: chance level" if chance else ""))]
     val_column = "val/" + column.split("/")[1]
     panels = _curves(folder, table, val_column)
     if panels:
         blocks += [Heading("Learning curves"), Image(
-            "learning-curves", plots.learning_curves(panels, metric=val_column.replace("/", " ")),
-            f"{val_column} per epoch (mean over seeds); a single point is a head fitted in one step")]
-    best = _best_run_figure(folder, table, column)
-    if best is not None:
-        blocks += [Heading("Best run"), best]
-    return blocks
+            "learning-curves", plots.learning_curves(panels, metric=val_column.replace("/", " "),
+                                                     chance=_chance(folder, table, val_column.split("/")[1])),
+            f"Per epoch (from 1, mean over seeds): {val_column.replace('/', ' ')} above, train loss (solid) and "
+            "val loss (dashed) below; a single point is a head fitted in one step (no loss logged)"
+            + ("; dotted: chance level" if chance else ""))]
+    return blocks + _best_run_blocks(folder, table, column)
 
 
 def build_blocks(folder: Path, spec: dict[str, Any], table: pd.DataFrame) -> list[Block]:
     """Every section of the report, in reading order."""
     column = main_column(table)
     metric = column.replace("/", " ")
-    summary, benefit = summarize(table, column), transfer_benefit(table, column)
-    adaptation = adaptation_benefit(table, column)
+    stats = uncertainty_for(folder, table)
+    summary, benefit = summarize(table, stats), transfer_benefit(table, stats)
+    adaptation = adaptation_benefit(table, stats)
     adapting = "source_only_baseline" in table and table["source_only_baseline"].notna().any()
     options = spec["options"]
     total = len(spec["strategies"]) * len(spec["train_per_class"]) * len(spec["seeds"])
@@ -269,9 +360,9 @@ def build_blocks(folder: Path, spec: dict[str, Any], table: pd.DataFrame) -> lis
         Heading(f"Transfer comparison: {options.get('model')} on {options.get('data')}", 1),
         Paragraph(f"{len(table)} of {total} cells finished: strategies {', '.join(spec['strategies'])}; "
                   f"labels per class {', '.join(map(str, spec['train_per_class']))}; seeds "
-                  f"{', '.join(map(str, spec['seeds']))}. Main metric: {metric} ({better} is better), mean "
-                  f"and {CONFIDENCE:.0%} confidence interval (t-distribution) over seeds."
+                  f"{', '.join(map(str, spec['seeds']))}. Main metric: {metric} ({better} is better), mean over seeds."
                   + (f" Shared options: {shared}." if shared else "")),
+        Paragraph(stats.method_line()),
     ]
     if len(table) < total:
         blocks.append(Alert(f"{total - len(table)} cells are not finished; re-run the same `transferkit compare` "
