@@ -92,7 +92,7 @@ def test_logme_alpha_and_beta_maximise_the_evidence(n, dims, seed):
     for d_alpha in (-0.05, 0.0, 0.05):
         for d_beta in (-0.05, 0.0, 0.05):
             nearby = direct_evidence(features, y, fit.alpha * np.exp(d_alpha), fit.beta * np.exp(d_beta))
-            assert nearby <= fit.evidence + 1e-7
+            assert nearby <= fit.evidence + 1e-6 * abs(fit.evidence)  # rounding of the direct route, as above
     evidence = evidence_function(features, y)
     found = minimize(lambda p: -evidence(*p), x0=[0.0, 0.0], method="Nelder-Mead",
                      options={"xatol": 1e-9, "fatol": 1e-11, "maxiter": 5000})
