@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 import transferkit
 from transferkit.errors import ConfigError, ExportError
 from transferkit.exporting import export
-from transferkit.training.fit import load_splits
+from transferkit.training.plan import load_splits
 
 
 def _session(path):

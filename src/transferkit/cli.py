@@ -211,7 +211,7 @@ def _predict_inputs(run, items: list[str]):
         parts = load_data(items[0], task=cfg.task, text_column=cfg.text_column, image_column=cfg.image_column,
                           label_column=cfg.label_column, require_labels=False, min_classes=1)
         return next(iter(parts.values()))
-    if run.meta["modality"] == "image":
+    if run.meta.modality == "image":
         from transferkit.data import open_image
 
         for item in items:
@@ -250,7 +250,7 @@ def cmd_strategies(args) -> None:
 
 
 def cmd_quickstart(args) -> None:
-    from transferkit.quickstart import quickstart
+    from transferkit.workflows.quickstart import quickstart
 
     quickstart(out=args.out, train_per_class=args.train_per_class, image_size=args.image_size)
 
@@ -273,7 +273,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_rank(args) -> None:
-    from transferkit.transferability import rank
+    from transferkit.api import rank
 
     settings = ("command", "debug", "data", "models", "scores", "sort_by", "control", "validate",
                 "validate_strategy", "validate_epochs", "out")

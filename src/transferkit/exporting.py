@@ -109,8 +109,8 @@ def export(run, *, format: str = "onnx", tolerance: float = DEFAULT_TOLERANCE, i
     _check_options(format, tolerance, input_dtype)
     run = run if isinstance(run, Run) else Run.load(run)
     model, meta = run.model.float().eval(), run.meta
-    target_stats = None if meta["task"] == "classification" else tuple(meta["target_stats"])
-    if meta["modality"] == "text":
+    target_stats = None if meta.task == "classification" else meta.scaling.as_tuple()
+    if meta.modality == "text":
         wrapper, samples, names = _text_wrapper(model, target_stats)
     else:
         wrapper, samples, names = _image_wrapper(model, meta, target_stats, input_dtype)
@@ -124,7 +124,7 @@ def export(run, *, format: str = "onnx", tolerance: float = DEFAULT_TOLERANCE, i
             raise ExportError(f"The ONNX model's outputs differ from PyTorch's by up to {diff:.3g}, more than "
                               f"the tolerance {tolerance:g}; nothing was written to {final}. Try another "
                               "--opset, or raise --tolerance if the difference is acceptable.")
-        if meta["modality"] == "text":
+        if meta.modality == "text":
             model.backbone.tokenizer.save_pretrained(str(staging / "tokenizer"))
         _write_meta(staging, meta, names, outputs, input_dtype, diff, tolerance, opset)
         _replace_folder(staging, final)
@@ -142,12 +142,11 @@ def _check_options(format: str, tolerance: float, input_dtype: str) -> None:
         raise ConfigError(f"--tolerance must be zero or positive, got {tolerance!r}.")
 
 
-def _image_wrapper(model, meta: dict, target_stats, input_dtype: str):
-    from transferkit.backbones import DataSpec
+def _image_wrapper(model, meta, target_stats, input_dtype: str):
     from transferkit.data.transforms import image_size_for
 
-    spec = DataSpec.from_dict(meta["data_spec"])
-    height, width = image_size_for(spec, meta["image_size"])
+    spec = meta.data_spec
+    height, width = image_size_for(spec, meta.image_size)
     scale = 255.0 if input_dtype == "uint8" else 1.0
     wrapper = ImageExport(model, spec.mean, spec.std, scale=scale, target_stats=target_stats).eval()
     generator = torch.Generator().manual_seed(0)
@@ -198,17 +197,17 @@ def max_abs_diff(wrapper, path: Path, samples, names) -> float:
     return worst
 
 
-def _write_meta(folder: Path, meta: dict, inputs, outputs, input_dtype: str, diff: float, tolerance: float,
+def _write_meta(folder: Path, meta, inputs, outputs, input_dtype: str, diff: float, tolerance: float,
                 opset: int) -> None:
     info = {"format": "onnx", "opset": opset, "inputs": list(inputs), "outputs": list(outputs),
-            "task": meta["task"], "classes": meta["classes"], "modality": meta["modality"],
-            "max_abs_diff": diff, "tolerance": tolerance, "backbone": meta["backbone"]}
-    if meta["modality"] == "image":
-        info.update(input_dtype=input_dtype, image_size=meta["image_size"] or meta["data_spec"]["input_size"],
+            "task": meta.task, "classes": meta.classes, "modality": meta.modality,
+            "max_abs_diff": diff, "tolerance": tolerance, "backbone": meta.backbone}
+    if meta.modality == "image":
+        info.update(input_dtype=input_dtype, image_size=meta.image_size or meta.data_spec.input_size,
                     layout="NCHW", pixel_range="0..255" if input_dtype == "uint8" else "0..1",
-                    normalisation_included=True, mean=meta["data_spec"]["mean"], std=meta["data_spec"]["std"])
+                    normalisation_included=True, mean=meta.data_spec.mean, std=meta.data_spec.std)
     else:
-        info.update(tokenizer="tokenizer", max_length=meta["max_length"] or meta["data_spec"]["max_length"])
+        info.update(tokenizer="tokenizer", max_length=meta.max_length or meta.data_spec.max_length)
     (folder / "transferkit_export.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 

@@ -8,7 +8,6 @@ matrix (classification) or predicted-vs-true scatter (regression).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pandas as pd
 from transferkit.evaluation import plots
 from transferkit.evaluation.metrics import main_metric
 from transferkit.evaluation.render import Alert, Block, Heading, Image, Paragraph, Table, write
+from transferkit.modelmeta import ModelMeta
 
 CONFIDENCE = 0.95
 
@@ -228,8 +228,7 @@ def _best_run_figure(folder: Path, table: pd.DataFrame, column: str) -> Image | 
         return Image("best-run", png, f"Predicted vs true values of the best run, {title}")
     from sklearn.metrics import confusion_matrix
 
-    meta = json.loads((folder / best["folder"] / "model" / "transferkit.json").read_text(encoding="utf-8"))
-    classes = [str(c) for c in meta["classes"]]
+    classes = [str(c) for c in ModelMeta.from_file(folder / best["folder"]).classes]
     matrix = confusion_matrix(preds["target"], preds["prediction"], labels=classes)
     return Image("best-run", plots.confusion_matrix(matrix, classes, title=title),
                  f"Confusion matrix of the best run, {title}")

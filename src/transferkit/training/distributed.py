@@ -17,7 +17,8 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-from transferkit.training.features import batch_features, merge_shards, shard_paths, use_channels_last
+from transferkit.inference import forward, use_channels_last
+from transferkit.training.features import merge_shards, shard_paths
 
 log = logging.getLogger("transferkit")
 
@@ -160,7 +161,7 @@ class _FeatureModule(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         inputs, _, index = batch
-        return index, batch_features(self.backbone, inputs, nhwc=self.nhwc, precision=self.feature_precision)
+        return index, forward(self.backbone, inputs, nhwc=self.nhwc, precision=self.feature_precision)
 
 
 class _ShardWriter(BasePredictionWriter):
