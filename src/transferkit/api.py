@@ -10,7 +10,7 @@ from transferkit.errors import RunFolderError
 from transferkit.options import build_config
 from transferkit.runs import Run
 
-__all__ = ["build_config", "compare", "evaluate", "export", "fit", "load_run", "predict", "rank", "report", "resume", "tune"]
+__all__ = ["build_config", "compare", "completed_config", "evaluate", "export", "fit", "load_run", "predict", "rank", "report", "resume", "tune"]
 
 def fit(config: RunConfig | str | Path | None = None, *, resume: bool = False, progress: bool = True,
         callbacks: list | None = None, **options: Any) -> Run:
@@ -27,6 +27,17 @@ def fit(config: RunConfig | str | Path | None = None, *, resume: bool = False, p
     from transferkit.training.fit import fit as _fit  # deferred: the engine imports lightning
 
     return _fit(build_config(config, **options), resume=resume, progress=progress, callbacks=callbacks)
+
+
+def completed_config(config: RunConfig | str | Path | None = None, **options: Any) -> RunConfig:
+    """The config `fit` would save: the strategy's defaults and the tracker's store filled in (nothing trains).
+
+    A strategy that chooses from the data (`auto`) is shown as given; the run folder saves its choice.
+    """
+    from transferkit import tracking
+    from transferkit.training.plan import complete_config  # deferred: the engine imports lightning
+
+    return tracking.resolve(complete_config(build_config(config, **options))[0])
 
 
 def resume(folder: str | Path, *, progress: bool = True) -> Run:

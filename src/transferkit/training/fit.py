@@ -6,6 +6,8 @@ training returns into `Results`, which the run folder is written from.
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,7 +154,7 @@ def run_lightning(plan: Plan, session: Session, train_loader, val_loader, *, fea
     last = out / "checkpoints" / "last.ckpt"
     ckpt_path = str(last) if session.resume and last.is_file() else None
     plan.model.train()  # feature passes leave it in eval; Lightning keeps whatever mode it finds
-    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    fit_interruptibly(trainer, module, train_loader, val_loader, ckpt_path)
     best = trainer.checkpoint_callback.best_model_path or str(last)  # the first callback: "best"
     if best and Path(best).is_file():
         state = torch.load(best, map_location="cpu", weights_only=True)
@@ -160,6 +162,24 @@ def run_lightning(plan: Plan, session: Session, train_loader, val_loader, *, fea
         module.load_state_dict(state["state_dict"])
     module.cpu()
     return runfolder.read_history(out)
+
+
+def fit_interruptibly(trainer: L.Trainer, module, train_loader, val_loader, ckpt_path: str | None) -> None:
+    """`trainer.fit`, with Ctrl-C raised as KeyboardInterrupt again.
+
+    Lightning turns Ctrl-C into `sys.exit(1)` after saving nothing more and ignores further Ctrl-C;
+    the caller must see an interruption (the CLI says how to resume, exit 130), not a finished fit.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, handler)
 
 
 def train_end_to_end(plan: Plan, session: Session) -> list[dict]:
