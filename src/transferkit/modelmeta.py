@@ -92,7 +92,7 @@ class ModelMeta:
             value = values[key]
             if (value is None and not nullable) or (value is not None and (
                     not isinstance(value, types) or isinstance(value, bool))):
-                raise RunFolderError(f"{source} is damaged: {key!r} is {value!r}, not a {_kind(types)}; "
+                raise RunFolderError(f"{source} is damaged: {key!r} is {value!r}, not {_kind(types)}; "
                                      "re-run fit to rebuild it.")
         stats = values["target_stats"]
         if len(stats) != 2 or not all(isinstance(v, _NUMBER) and not isinstance(v, bool) for v in stats):
@@ -134,4 +134,4 @@ def _check_version(version: Any, source: str) -> None:
 
 
 def _kind(types: tuple[type, ...]) -> str:
-    return {int: "integer", str: "string", list: "list", dict: "mapping"}.get(types[0], types[0].__name__)
+    return {int: "an integer", str: "a string", list: "a list", dict: "a mapping"}.get(types[0], types[0].__name__)
