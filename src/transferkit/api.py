@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from transferkit import tracking
 from transferkit.config import RunConfig, load_yaml
 from transferkit.errors import RunFolderError
 from transferkit.options import build_config
@@ -34,7 +35,6 @@ def completed_config(config: RunConfig | str | Path | None = None, **options: An
 
     A strategy that chooses from the data (`auto`) is shown as given; the run folder saves its choice.
     """
-    from transferkit import tracking
     from transferkit.training.plan import complete_config  # deferred: the engine imports lightning
 
     return tracking.resolve(complete_config(build_config(config, **options))[0])

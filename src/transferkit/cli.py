@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import shlex
 import sys
 from pathlib import Path
 
+import yaml
+
 from transferkit import __version__
-from transferkit.config import RunConfig
-from transferkit.errors import TransferkitError
-from transferkit.strategies import STRATEGIES, strategy_options
+from transferkit.api import (compare, completed_config, evaluate, export, fit, load_run, rank, report, resume,
+                             tune)
+from transferkit.backbones import BACKBONES, create_backbone, list_backbones
+from transferkit.config import RunConfig, atomic_write_text
+from transferkit.data import load_data, open_image
+from transferkit.data.tables import TABLE_READERS
+from transferkit.errors import DataError, TransferkitError
+from transferkit.strategies import STRATEGIES, list_strategies, strategy_options
 
 #: RunConfig's defaults, shown in `--help` (the flags themselves default to None: unset keeps a --config file's value).
 _RUN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
@@ -213,11 +221,8 @@ def _fit_options(args, exclude: tuple[str, ...]) -> dict:
 
 
 def cmd_fit(args) -> None:
-    from transferkit.api import completed_config, fit, resume
 
     if args.print_config:
-        import yaml
-
         config = completed_config(args.config, **_fit_options(args, ("resume", "print_config")))
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return
@@ -228,18 +233,13 @@ def cmd_fit(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    import json
-
-    from transferkit.api import evaluate
 
     print(json.dumps(evaluate(args.run, args.data), indent=2))
 
 
 def cmd_predict(args) -> None:
-    import pandas as pd
+    import pandas as pd  # deferred: pandas is slow to import
 
-    from transferkit.api import load_run
-    from transferkit.config import atomic_write_text
 
     run = load_run(args.run)
     inputs = _predict_inputs(run, args.inputs)
@@ -252,9 +252,6 @@ def cmd_predict(args) -> None:
 
 
 def _predict_inputs(run, items: list[str]):
-    from transferkit.data import load_data
-    from transferkit.data.tables import TABLE_READERS
-    from transferkit.errors import DataError
 
     single = Path(items[0]) if len(items) == 1 else None
     if single is not None and (single.is_dir() or single.is_file() and single.suffix.lower() in TABLE_READERS):
@@ -263,8 +260,6 @@ def _predict_inputs(run, items: list[str]):
                           label_column=cfg.label_column, require_labels=False, min_classes=1)
         return next(iter(parts.values()))
     if run.meta.modality == "image":
-        from transferkit.data import open_image
-
         for item in items:
             if not Path(item).is_file():
                 raise DataError(f"Image not found: {item}.")
@@ -273,7 +268,6 @@ def _predict_inputs(run, items: list[str]):
 
 
 def cmd_models(args) -> None:
-    from transferkit.backbones import BACKBONES, list_backbones
 
     print(f"{'name':22} {'modality':9} {'here':5} weights")
     for row in list_backbones():
@@ -283,7 +277,6 @@ def cmd_models(args) -> None:
 
 
 def cmd_inspect(args) -> None:
-    from transferkit.backbones import create_backbone
 
     info = create_backbone(args.model, weights=args.weights).describe()
     print(f"{info['name']}: {info['num_features']} features, {info['total_params']:,} parameters")
@@ -294,34 +287,30 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_strategies(args) -> None:
-    from transferkit.strategies import list_strategies
 
     for row in list_strategies():
         print(f"{row['name']:19} {row['when_to_use']}")
 
 
 def cmd_quickstart(args) -> None:
-    from transferkit.workflows.quickstart import quickstart
+    from transferkit.workflows.quickstart import quickstart  # deferred: the engine imports lightning
 
     quickstart(out=args.out, train_per_class=args.train_per_class, image_size=args.image_size)
 
 
 def cmd_compare(args) -> None:
-    from transferkit.api import compare
 
     axes = ("strategies", "train_per_class", "seeds")
     compare(args.config, **{k: getattr(args, k) for k in axes}, **_fit_options(args, axes))
 
 
 def cmd_report(args) -> None:
-    from transferkit.api import report
 
     result = report(args.folder)
     print(f"Wrote {result.report_html}, {result.report_md} and comparison.csv ({len(result.table)} cells).")
 
 
 def cmd_rank(args) -> None:
-    from transferkit.api import rank
 
     settings = ("command", "debug", "data", "models", "scores", "sort_by", "control", "validate",
                 "validate_strategy", "validate_epochs", "out")
@@ -333,7 +322,6 @@ def cmd_rank(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from transferkit.api import export
 
     result = export(args.run, format=args.format, tolerance=args.tolerance, input_dtype=args.input_dtype,
                     opset=args.opset)
@@ -342,7 +330,6 @@ def cmd_export(args) -> None:
 
 
 def cmd_tune(args) -> None:
-    from transferkit.api import tune
 
     options = _fit_options(args, ("out", "trials", "strategies"))
     result = tune(args.config, out=args.out, trials=args.trials, strategies=args.strategies,

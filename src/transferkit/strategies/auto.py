@@ -116,7 +116,7 @@ def probe(features: np.ndarray, targets: np.ndarray, task: str, seed: int) -> di
     Regression: R^2 of a ridge regression, baseline 0. feature_fit is None when a class has fewer
     than two samples (nothing to cross-validate).
     """
-    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.linear_model import LogisticRegression, Ridge  # deferred: scikit-learn is slow to import
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 
     x, y = np.asarray(features, dtype=np.float64), np.asarray(targets)

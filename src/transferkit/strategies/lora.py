@@ -41,7 +41,7 @@ class Lora(Strategy):
     defaults = {"epochs": 10, "lr": 1e-3, "head": "linear"}
 
     def prepare(self, model):
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # deferred: PEFT imports transformers
 
         targets = self.config.target_modules
         if targets and "," in targets:

@@ -30,7 +30,7 @@ GRIDS = {"logistic": ("C", (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)),
 
 
 def _estimator(kind: str, task: str, strength: float):
-    from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier
+    from sklearn.linear_model import LogisticRegression, Ridge, RidgeClassifier  # deferred: scikit-learn is slow to import
 
     if kind == "logistic":
         return LogisticRegression(C=strength, max_iter=3000)
@@ -79,7 +79,7 @@ def fit_sklearn_head(plan, features: np.ndarray, targets: np.ndarray, kind: str,
     folding it back gives near-constant features huge weights, which blow up as soon as
     fine-tuning moves those features.
     """
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.preprocessing import StandardScaler  # deferred: scikit-learn is slow to import
     from threadpoolctl import threadpool_limits
 
     features = np.asarray(features, dtype=np.float64)

@@ -49,7 +49,7 @@ class Ranking:
     folder: Path | None = None
 
     def frame(self):
-        import pandas as pd
+        import pandas as pd  # deferred: pandas is slow to import
 
         return pd.DataFrame(self.rows)
 
