@@ -21,6 +21,7 @@ from transferkit.config import RunConfig, atomic_write_text
 from transferkit.data import load_data, open_image
 from transferkit.data.tables import TABLE_READERS
 from transferkit.errors import DataError, TransferkitError
+from transferkit.loading import source_options
 from transferkit.strategies import STRATEGIES, list_strategies, strategy_options
 
 #: RunConfig's defaults, shown in `--help` (the flags themselves default to None: unset keeps a --config file's value).
@@ -255,9 +256,8 @@ def _predict_inputs(run, items: list[str]):
 
     single = Path(items[0]) if len(items) == 1 else None
     if single is not None and (single.is_dir() or single.is_file() and single.suffix.lower() in TABLE_READERS):
-        cfg = run.config
-        parts = load_data(items[0], task=cfg.task, text_column=cfg.text_column, image_column=cfg.image_column,
-                          label_column=cfg.label_column, require_labels=False, min_classes=1)
+        parts = load_data(items[0], **source_options(run.config, skip_bad_files=False, require_labels=False,
+                                                     min_classes=1))
         return next(iter(parts.values()))
     if run.meta.modality == "image":
         for item in items:

@@ -49,9 +49,6 @@ class Plan:
     choice: StrategyChoice | None = None
     target: LabeledData | None = None
 
-    def split(self, name: str) -> LabeledData:
-        return self.splits[name]
-
     def nonempty(self, *names: str) -> tuple[str, ...]:
         """The named splits that hold samples."""
         return tuple(n for n in names if len(self.splits[n]))
