@@ -58,7 +58,8 @@ def sharded_extraction(devices: int, train_per_class: int, size: int) -> None:
 
     from transferkit.config import RunConfig
     from transferkit.training import distributed
-    from transferkit.training.fit import frozen_features, load_splits
+    from transferkit.training.features import frozen_features
+    from transferkit.training.plan import load_splits
 
     config = RunConfig(data="demo:mnist", model="efficientnet_lite0", train_per_class=train_per_class,
                        image_size=size, accelerator="cpu", **common.SPLIT)

@@ -35,7 +35,7 @@ def timed(fn):
 def image_paths(run, inputs, session, batch: int):
     data = LabeledData(inputs, None, "image", "classification", None, "bench")
     spec = run.model.backbone.data_spec
-    prepared = [x for x, _, _ in make_loader(data, spec=spec, image_size=run.meta["image_size"], batch_size=batch)]
+    prepared = [x for x, _, _ in make_loader(data, spec=spec, image_size=run.meta.image_size, batch_size=batch)]
     mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
     std = torch.tensor(spec.std).view(1, -1, 1, 1)
     pixels = [(x * std + mean).numpy() for x in prepared]  # the export takes 0..1 pixels, normalises itself
@@ -52,7 +52,7 @@ def image_paths(run, inputs, session, batch: int):
 
 def text_paths(run, inputs, session, batch: int, tokenizer):
     chunks = [inputs[i:i + batch] for i in range(0, len(inputs), batch)]
-    max_length = run.meta["max_length"]
+    max_length = run.meta.max_length
 
     def eager():
         with torch.inference_mode():
@@ -97,7 +97,7 @@ def main() -> None:
     tk_s, rows = timed(lambda: run.predict(inputs))
     eager_s, eager_p = timed(eager)
     onnx_s, onnx_p = timed(onnx)
-    tk_p = np.array([[r[f"p_{c}"] for c in run.meta["classes"]] for r in rows])
+    tk_p = np.array([[r[f"p_{c}"] for c in run.meta.classes] for r in rows])
     common.emit("inference", suite=args.suite, model=run.config.model, n=len(inputs), batch=args.batch,
                 transferkit_per_s=round(len(inputs) / tk_s, 1), eager_per_s=round(len(inputs) / eager_s, 1),
                 onnx_per_s=round(len(inputs) / onnx_s, 1), onnx_vs_eager=common.ratio(eager_s, onnx_s),
@@ -108,7 +108,7 @@ def main() -> None:
 
 
 def _inputs(run, n: int) -> list:
-    from transferkit.training.fit import load_splits
+    from transferkit.training.plan import load_splits
 
     test = load_splits(run.config)["test"]
     repeats = -(-n // len(test))

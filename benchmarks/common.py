@@ -48,7 +48,7 @@ SPLIT = {"val_fraction": 0.04, "test_fraction": 0.1}
 def mnist_splits(train_per_class: int, seed: int = 0) -> dict:
     """transferkit's train/val/test split of demo:mnist, so both sides see the same images."""
     from transferkit.config import RunConfig
-    from transferkit.training.fit import load_splits
+    from transferkit.training.plan import load_splits
 
     return load_splits(RunConfig(data="demo:mnist", model="efficientnet_lite0", train_per_class=train_per_class,
                                  seed=seed, **SPLIT))

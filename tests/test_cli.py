@@ -213,3 +213,171 @@ def test_strategies_lists_every_registered_strategy(cli):
     for line, row in zip(lines, list_strategies()):
         assert line.split()[0] == row["name"]
         assert line.endswith(row["when_to_use"]) and row["when_to_use"]
+
+
+# ---- options, help, version, print-config ----------------------------------------------------------------
+
+def _changed_value(f):
+    """A valid value of a strategy option that differs from its default (its flag's arguments and the value)."""
+    from transferkit.strategies.base import flag_of
+
+    flag, default = flag_of(f), f.default
+    if isinstance(default, bool):
+        return [flag if not default else "--no-" + flag[2:]], not default
+    if isinstance(default, int):
+        return [flag, str(default + 1)], default + 1
+    if isinstance(default, float):
+        return [flag, str(default * 0.9)], default * 0.9
+    if "str" in str(f.type):
+        return [flag, "conv"], "conv"
+    return [flag, "0.5"], 0.5  # an unset number: any positive value is in range
+
+
+STRATEGY_FIELDS = [(name, f) for name in STRATEGIES.names() for f in fields(STRATEGIES.get(name).config_class)]
+
+
+@pytest.mark.parametrize(("strategy", "field"), STRATEGY_FIELDS, ids=[f"{s}-{f.name}" for s, f in STRATEGY_FIELDS])
+def test_every_strategy_option_has_a_flag_that_reaches_the_config(cli, strategy, field):
+    argv, value = _changed_value(field)
+    target = ["--target-data", "demo:digits"] if STRATEGIES.get(strategy).needs_target_data else []
+    result = cli("fit", "--data", "demo:digits", "--model", "tiny-cnn", "--strategy", strategy, *target, *argv,
+                 "--print-config")
+    assert result.code == 0, result.err
+    assert yaml.safe_load(result.out)["strategy_options"][field.name] == pytest.approx(value)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--strategy", "feature-extraction", "--C", "-1"], "--C must be positive, got -1.0."),
+    (["--strategy", "l2sp", "--alpha", "-1"], "--alpha must be >= 0, got -1.0."),
+    (["--strategy", "lora", "--lora-r", "0"], "--lora-r must be >= 1, got 0."),
+    (["--strategy", "full", "--layer-decay", "1.5"], "--layer-decay must be in (0, 1], got 1.5."),
+])
+def test_option_ranges_from_the_field_metadata_are_refused_in_one_line(cli_error, tmp_path, argv, message):
+    line = cli_error("fit", "--data", "demo:digits", "--model", "tiny-cnn", *argv, "--out", tmp_path / "r")
+    assert line == f"transferkit: error: {message}"
+    assert not (tmp_path / "r").exists()
+
+
+def _subparsers():
+    from transferkit.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    return parser, sub.choices
+
+
+def test_help_of_every_command_shows_each_default_and_choice():
+    import argparse
+
+    _, commands = _subparsers()
+    assert {"fit", "compare", "tune", "rank", "export", "predict", "evaluate"} <= set(commands)
+    for name, parser in commands.items():
+        text = " ".join(parser.format_help().split())
+        for action in parser._actions:
+            if not action.option_strings or action.default in (None, False, argparse.SUPPRESS):
+                continue
+            shown = " ".join(parser._get_formatter()._expand_help(action).split())
+            assert "default: " in shown and " ".join(shown.split()) in text, (name, action.option_strings)
+            if action.choices:
+                assert "{" + ",".join(action.choices) + "}" in text, (name, action.option_strings)
+    fit = " ".join(commands["fit"].format_help().split())
+    for option in ("val_fraction", "batch_size", "weight_decay", "patience", "augment", "tracker"):
+        default = getattr(transferkit.RunConfig(data="d", model="m"), option)
+        assert f"(default: {default})" in fit, option
+    assert "default: 0.7 (gradual); 1.0 (full" in fit and "lora (default: 8)" in fit
+    assert all(name in fit for name in STRATEGIES.names())
+
+
+def test_version(capsys):
+    from transferkit.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"transferkit {transferkit.__version__}"
+
+
+def test_print_config_prints_the_resolved_yaml_without_training(cli, tmp_path):
+    result = cli("fit", "--data", "demo:digits", "--model", "tiny-cnn", "--strategy", "gradual",
+                 "--unfreeze-every", "2", "--out", tmp_path / "run", "--print-config")
+    assert result.code == 0, result.err
+    config = yaml.safe_load(result.out)
+    assert set(config) == {f.name for f in fields(transferkit.RunConfig)}
+    defaults = STRATEGIES.get("gradual").defaults
+    assert (config["epochs"], config["lr"], config["head"]) == (defaults["epochs"], defaults["lr"], defaults["head"])
+    assert config["strategy_options"]["unfreeze_every"] == 2 and "layer_decay" in config["strategy_options"]
+    assert not (tmp_path / "run").exists()
+
+
+# ---- the error boundary ----------------------------------------------------------------------------------
+
+def test_an_internal_error_is_one_line_with_exit_1(cli, monkeypatch):
+    import transferkit.cli as cli_module
+
+    def broken(args):
+        raise ValueError("an index went wrong\nsecond line")
+
+    monkeypatch.setitem(cli_module.COMMANDS, "models", broken)
+    result = cli("models")
+    assert result.code == 1
+    assert result.err.strip().splitlines() == [
+        "transferkit: internal error: ValueError: an index went wrong second line; rerun with --debug and report it"]
+    with pytest.raises(ValueError, match="an index went wrong"):
+        cli("--debug", "models")
+
+
+def test_ctrl_c_during_training_exits_130_and_the_printed_command_resumes(cli, tmp_path, monkeypatch):
+    """Lightning turns Ctrl-C into sys.exit(1); the CLI still reports an interruption and how to continue."""
+    import signal
+
+    from transferkit.training.module import TransferModule
+
+    real_epoch_start = TransferModule.on_train_epoch_start
+
+    def ctrl_c(self):
+        if self.current_epoch == 1:
+            raise KeyboardInterrupt
+        real_epoch_start(self)
+
+    out = tmp_path / "run"
+    argv = ["--data", "demo:digits", "--model", "tiny-cnn", "--strategy", "full", "--image-size", "16",
+            "--train-per-class", "5", "--epochs", "2", "--no-probe-init", "--out", out]
+    handler = signal.getsignal(signal.SIGINT)
+    with monkeypatch.context() as mp:
+        mp.setattr(TransferModule, "on_train_epoch_start", ctrl_c)
+        result = cli("fit", *argv)
+    assert result.code == 130
+    assert result.err.strip().splitlines()[-1] == f"transferkit: interrupted; continue with: transferkit fit --out {out} --resume"
+    assert signal.getsignal(signal.SIGINT) == handler  # Ctrl-C works again after Lightning's shutdown
+    assert not (out / "metrics.json").exists() and (out / "checkpoints" / "last.ckpt").is_file()
+    assert cli("fit", "--out", out, "--resume").code == 0
+    assert read_metrics(out)["epochs_run"] == 2
+
+
+def test_ctrl_c_during_compare_says_the_same_command_resumes(cli, tmp_path, monkeypatch):
+    import transferkit.workflows.compare as compare_module
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare_module, "run_cell", ctrl_c)
+    argv = ["compare", "--data", "demo:digits", "--model", "tiny-cnn", "--strategies", "scratch", "--seeds", "1",
+            "--image-size", "16", "--out", str(tmp_path / "cmp")]
+    result = cli(*argv)
+    assert result.code == 130
+    assert result.err.strip() == (f"transferkit: interrupted; continue with: transferkit {' '.join(argv)} "
+                                  "(the same command resumes; finished cells are kept)")
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_cleanly(tmp_path):
+    """`transferkit strategies | head -0`: the closed pipe is no traceback and no 'Exception ignored' message."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TRANSFERKIT_CACHE": str(tmp_path / "cache")}
+    for argv in (["strategies"], ["fit", "--help"]):
+        child = subprocess.Popen([sys.executable, "-m", "transferkit", *argv], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, env=env)
+        child.stdout.close()  # the reader is gone before the command writes anything
+        _, err = child.communicate(timeout=120)
+        assert child.returncode == 0 and err.decode() == "", err.decode()

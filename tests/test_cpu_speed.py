@@ -6,7 +6,8 @@ import numpy as np
 import torch
 
 from transferkit.backbones import create_backbone
-from transferkit.training.features import channels_last, channels_last_inputs, extract_features
+from transferkit.inference import channels_last, channels_last_inputs
+from transferkit.training.features import extract_features
 
 
 def _is_nhwc(module) -> bool:

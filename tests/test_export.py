@@ -16,7 +16,7 @@ from transferkit.data.transforms import build_image_transform
 from transferkit.deploy import PREDICT_SCRIPT
 from transferkit.errors import ConfigError, ExportError
 from transferkit.exporting import export
-from transferkit.training.fit import load_splits
+from transferkit.training.plan import load_splits
 
 
 def _session(path):

@@ -15,7 +15,7 @@ import transferkit
 from transferkit.backbones import create_backbone
 from transferkit.deploy.native import HEAD_FILE, save_native_model
 from transferkit.errors import ExportError
-from transferkit.training.model import TransferModel, make_head
+from transferkit.model import TransferModel, make_head
 
 
 def images(n: int = 3, size: int = 32) -> torch.Tensor:

@@ -17,7 +17,7 @@ import transferkit
 from transferkit.errors import ConfigError, DataError, RunFolderError
 from transferkit.evaluation.metrics import task_metrics
 from transferkit.runs import load_model
-from transferkit.training.fit import load_splits
+from transferkit.training.plan import load_splits
 
 RUN_FIXTURES = ["fe_image_run", "full_image_run", "text_run"]
 
@@ -27,7 +27,7 @@ def test_load_run_reads_the_folder(fe_image_run):
     assert run.folder == fe_image_run
     assert run.metrics == json.loads((fe_image_run / "metrics.json").read_text())
     assert run.config.model == "tiny-cnn" and run.config.strategy == "feature-extraction"
-    assert run.meta["classes"] == ["blue", "green", "red"] and run.meta["modality"] == "image"
+    assert run.meta.classes == ["blue", "green", "red"] and run.meta.modality == "image"
 
 
 @pytest.mark.parametrize("run_fixture", RUN_FIXTURES)
@@ -57,7 +57,7 @@ def _copy_model_only(run: Path, dest: Path) -> Path:
 
 
 def _example_inputs(run: transferkit.Run):
-    if run.meta["modality"] == "text":
+    if run.meta.modality == "text":
         return run.model.backbone.tokenize(["great fun movie", "dreadful waste of time"])
     return torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
 
@@ -89,7 +89,7 @@ def test_evaluate_needs_config_yaml_but_model_does_not(copy_run, fe_image_run):
     with pytest.raises(ConfigError, match="config.yaml"):
         transferkit.load_run(folder)
     model, meta = load_model(folder)
-    assert meta["classes"] == ["blue", "green", "red"]
+    assert meta.classes == ["blue", "green", "red"]
 
 
 def test_predict_arrays_like_files(fe_image_run, color_images):

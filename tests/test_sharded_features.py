@@ -17,7 +17,8 @@ import transferkit
 from transferkit.config import RunConfig
 from transferkit.errors import ConfigError
 from transferkit.training import features
-from transferkit.training.fit import frozen_features, load_splits
+from transferkit.training.features import frozen_features
+from transferkit.training.plan import load_splits
 
 #: 50 train (5 a class), 35 validation and 50 test digits; the odd split gives one rank a sample more.
 SLICE = dict(data="demo:mnist", model="tiny-cnn", image_size=16, batch_size=8, train_per_class=5, seed=0,
@@ -34,7 +35,8 @@ DRIVER = textwrap.dedent('''
     import transferkit
     from transferkit.config import RunConfig
     from transferkit.training import distributed
-    from transferkit.training.fit import frozen_features, load_splits
+    from transferkit.training.features import frozen_features
+    from transferkit.training.plan import load_splits
 
     root = Path(sys.argv[1])
     slice_ = json.loads(sys.argv[2])

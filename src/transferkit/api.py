@@ -2,40 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from transferkit import tracking
 from transferkit.config import RunConfig, load_yaml
+from transferkit.errors import RunFolderError
+from transferkit.options import build_config
 from transferkit.runs import Run
 
-_RUN_FIELDS = {f.name for f in fields(RunConfig)}
-
-
-def build_config(config: RunConfig | str | Path | None = None, **options: Any) -> RunConfig:
-    """A RunConfig from a YAML file or RunConfig, with keyword options overriding it.
-
-    Keywords that are not RunConfig fields are strategy options (e.g. `freeze=2`, `alpha=0.1`).
-    """
-    if isinstance(config, RunConfig):
-        base = config.to_dict()
-    elif config is not None:
-        base = load_yaml(config)
-    else:
-        base = {}
-    strategy_options = dict(base.pop("strategy_options", None) or {})
-    if options.get("strategy") not in (None, base.get("strategy")):
-        strategy_options = {}  # options saved for another strategy would be refused by this one
-    for key, value in options.items():
-        if value is None:
-            continue
-        if key in _RUN_FIELDS:
-            base[key] = value
-        else:
-            strategy_options[key] = value
-    base["strategy_options"] = strategy_options
-    return RunConfig.from_dict(base)
-
+__all__ = ["build_config", "compare", "completed_config", "evaluate", "export", "fit", "load_run", "predict", "rank", "report", "resume", "tune"]
 
 def fit(config: RunConfig | str | Path | None = None, *, resume: bool = False, progress: bool = True,
         callbacks: list | None = None, **options: Any) -> Run:
@@ -49,15 +25,24 @@ def fit(config: RunConfig | str | Path | None = None, *, resume: bool = False, p
                               strategy="feature-extraction", image_size=64, out="runs/fe")
         run.metrics["test"]["accuracy"]; run.predict(["digit.png"])
     """
-    from transferkit.training.fit import fit as _fit
+    from transferkit.training.fit import fit as _fit  # deferred: the engine imports lightning
 
     return _fit(build_config(config, **options), resume=resume, progress=progress, callbacks=callbacks)
 
 
+def completed_config(config: RunConfig | str | Path | None = None, **options: Any) -> RunConfig:
+    """The config `fit` would save: the strategy's defaults and the tracker's store filled in (nothing trains).
+
+    A strategy that chooses from the data (`auto`) is shown as given; the run folder saves its choice.
+    """
+    from transferkit.training.plan import complete_config  # deferred: the engine imports lightning
+
+    return tracking.resolve(complete_config(build_config(config, **options))[0])
+
+
 def resume(folder: str | Path, *, progress: bool = True) -> Run:
     """Continue an interrupted run from its last checkpoint, with the config saved in it."""
-    from transferkit.errors import RunFolderError
-    from transferkit.training.fit import fit as _fit
+    from transferkit.training.fit import fit as _fit  # deferred: the engine imports lightning
 
     saved = Path(folder) / "config.yaml"
     if not saved.is_file():
@@ -90,7 +75,7 @@ def compare(config: RunConfig | str | Path | None = None, *, strategies, train_p
                                   seeds=3, image_size=64, out="runs/cmp-mnist")
         cmp.table  # comparison.csv;  cmp.report_html
     """
-    from transferkit.evaluation.compare import compare as _compare
+    from transferkit.workflows.compare import compare as _compare  # deferred: the engine imports lightning
 
     return _compare(config, strategies=strategies, train_per_class=train_per_class, seeds=seeds, out=out,
                     progress=progress, **options)
@@ -98,9 +83,24 @@ def compare(config: RunConfig | str | Path | None = None, *, strategies, train_p
 
 def report(folder: str | Path):
     """Rebuild comparison.csv, report.md and report.html of a comparison folder from its finished cells."""
-    from transferkit.evaluation.compare import report as _report
+    from transferkit.workflows.compare import report as _report  # deferred: reports import matplotlib
 
     return _report(folder)
+
+
+def rank(data: str, models, **options: Any):
+    """Score candidate backbones on `data` from their frozen features (LogME, H-score, LEEP, NCE), best first.
+
+    See `transferkit.workflows.ranking.rank` for the options.
+
+    Example:
+        ranking = transferkit.rank("demo:mnist", "efficientnet_lite0,efficientnet_lite1", train_per_class=50,
+                                   image_size=64, control=True)
+        ranking.rows[0]["model"]
+    """
+    from transferkit.workflows.ranking import rank as _rank  # deferred: the engine imports lightning
+
+    return _rank(data, models, **options)
 
 
 def export(folder: str | Path, *, format: str = "onnx", tolerance: float = 1e-4, input_dtype: str = "float32",
@@ -111,7 +111,7 @@ def export(folder: str | Path, *, format: str = "onnx", tolerance: float = 1e-4,
         result = transferkit.export("runs/fe", format="onnx")
         result.model_path, result.max_abs_diff
     """
-    from transferkit.exporting import export as _export
+    from transferkit.exporting import export as _export  # deferred: imports onnx
 
     return _export(folder, format=format, tolerance=tolerance, input_dtype=input_dtype, opset=opset)
 
@@ -127,6 +127,6 @@ def tune(config: RunConfig | str | Path | None = None, *, out: str | Path, trial
                                   train_per_class=20, epochs=5, trials=20, out="runs/tune-mnist")
         result.best_params, result.best_run
     """
-    from transferkit.tuning import tune as _tune
+    from transferkit.tuning import tune as _tune  # deferred: imports optuna and lightning
 
     return _tune(config, out=out, trials=trials, strategies=strategies, **options)

@@ -3,29 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
+import os
+import shlex
 import sys
 from pathlib import Path
 
-STRATEGY_FLAGS = {
-    # flag: (dest, type, help)
-    "--freeze": ("freeze", float, "partial: freeze the first K layer groups (K >= 1) or this fraction (< 1)"),
-    "--unfreeze-every": ("unfreeze_every", int, "gradual: epochs between unfreezing one more group"),
-    "--layer-decay": ("layer_decay", float, "gradual/full/l2sp: lr multiplier per group going down"),
-    "--backbone-lr-scale": ("backbone_lr_scale", float, "backbone lr relative to the head's"),
-    "--head-warmup": ("head_warmup", int, "partial/full/l2sp: epochs training only the head first"),
-    "--alpha": ("alpha", float, "l2sp: weight of alpha/2 ||w - w0||^2"),
-    "--beta": ("beta", float, "l2sp: weight of beta/2 ||head||^2"),
-    "--lora-r": ("r", int, "lora: adapter rank"),
-    "--lora-alpha": ("lora_alpha", int, "lora: adapter scaling numerator"),
-    "--target-modules": ("target_modules", str, "lora: comma-separated module names or a regex"),
-    "--C": ("C", float, "feature-extraction: inverse regularisation of the logistic head"),
-    "--budget-seconds": ("budget_seconds", float, "auto: most seconds fine-tuning may take (else feature extraction)"),
-    "--dann-weight": ("dann_weight", float, "dann: largest weight of the reversed domain gradient (ramped up)"),
-    "--coral-weight": ("coral_weight", float, "coral: weight of the CORAL loss"),
-    "--mmd-weight": ("mmd_weight", float, "mmd: weight of the multi-kernel MMD loss"),
-}
+import yaml
 
+from transferkit import __version__
+from transferkit.api import (compare, completed_config, evaluate, export, fit, load_run, rank, report, resume,
+                             tune)
+from transferkit.backbones import BACKBONES, create_backbone, list_backbones
+from transferkit.config import RunConfig, atomic_write_text
+from transferkit.data import load_data, open_image
+from transferkit.data.tables import TABLE_READERS
+from transferkit.errors import DataError, TransferkitError
+from transferkit.loading import source_options
+from transferkit.strategies import STRATEGIES, list_strategies, strategy_options
+
+#: RunConfig's defaults, shown in `--help` (the flags themselves default to None: unset keeps a --config file's value).
+_RUN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunConfig) if f.default is not dataclasses.MISSING}
 
 class _Skipping:
     """Adds arguments to `parser` except the flags in `skip` (compare replaces some fit flags with lists)."""
@@ -38,51 +38,93 @@ class _Skipping:
             self.parser.add_argument(*flags, **kwargs)
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Adds each option's default to its help (unless the help already says it, or there is none)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: {default})" if text else f"default: {default}"
+
+
+class _RunOptions:
+    """Adds fit's run options, each help ending with RunConfig's default (the flag itself defaults to None)."""
+
+    def __init__(self, parser):
+        self.parser = parser
+
+    def add_argument(self, *flags, help: str = "", **kwargs):
+        dest = kwargs.get("dest") or flags[0].lstrip("-").replace("-", "_")
+        default = _RUN_DEFAULTS.get(dest)
+        if default not in (None, False) and "default" not in help and not isinstance(default, dict):
+            help = f"{help} (default: {default})" if help else f"default: {default}"
+        self.parser.add_argument(*flags, help=help, **kwargs)
+
+
 def _add_fit_options(p: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    p = _Skipping(p, skip) if skip else p
+    p = _RunOptions(_Skipping(p, skip) if skip else p)
     p.add_argument("--config", help="YAML file of options; flags given here override it")
     p.add_argument("--data", help="image folder, .csv/.jsonl/.parquet table, or demo:mnist|digits|rotten-tomatoes")
     p.add_argument("--model", help="backbone name (see `transferkit models`), timm:<arch> or hf:<id-or-folder>")
-    p.add_argument("--strategy", help="transfer strategy (see `transferkit strategies`)")
+    p.add_argument("--strategy", help=f"transfer strategy, one of: {', '.join(STRATEGIES.names())}")
     p.add_argument("--weights", help="local weights file (timm) replacing the default source")
     p.add_argument("--out", help="run folder to create")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    p.add_argument("--task", choices=["classification", "regression"])
+    p.add_argument("--task", choices=["classification", "regression"], help="what the labels are")
     p.add_argument("--test-data", help="separate labeled test set (same kinds as --data)")
     p.add_argument("--target-data", help="unlabeled data of the domain to adapt to (same kinds as --data; labels "
                    "ignored): dann, coral and mmd train on it; every run reports the domain gap to it")
-    p.add_argument("--text-column")
-    p.add_argument("--image-column")
-    p.add_argument("--label-column")
-    p.add_argument("--val-fraction", type=float)
-    p.add_argument("--test-fraction", type=float)
+    p.add_argument("--text-column", help="table column holding the texts")
+    p.add_argument("--image-column", help="table column holding the image paths")
+    p.add_argument("--label-column", help="table column holding the labels")
+    p.add_argument("--val-fraction", type=float, help="share of the data held out for validation")
+    p.add_argument("--test-fraction", type=float, help="share of the data held out for testing")
     p.add_argument("--train-per-class", type=int, help="keep N training samples per class (scarce labels)")
     p.add_argument("--skip-bad-files", action="store_true", default=None, help="skip unreadable images with a warning")
     p.add_argument("--image-size", type=int, help="input resolution (default: the backbone's pretrained size)")
-    p.add_argument("--max-length", type=int, help="max text tokens")
-    p.add_argument("--augment", choices=["none", "light", "standard"])
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float, help="base (head) learning rate; groups scale it")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--max-length", type=int, help="max text tokens (default: the backbone's)")
+    p.add_argument("--augment", choices=["none", "light", "standard"], help="training-image augmentation")
+    p.add_argument("--epochs", type=int, help="training epochs (default: the strategy's)")
+    p.add_argument("--batch-size", type=int, help="samples per batch and process")
+    p.add_argument("--lr", type=float, help="base (head) learning rate; groups scale it (default: the strategy's)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay")
+    p.add_argument("--seed", type=int, help="seed of the splits, initialisation and shuffling")
     p.add_argument("--patience", type=int, help="early-stopping patience in epochs (0: off)")
-    p.add_argument("--precision", choices=["32", "bf16"])
-    p.add_argument("--num-workers", type=int)
-    p.add_argument("--head", help="linear | mlp | logistic | ridge (scikit-learn heads: feature-extraction only)")
-    p.add_argument("--tracker", help="experiment tracker besides the CSV log: csv | tensorboard | mlflow")
+    p.add_argument("--precision", choices=["32", "bf16"], help="numeric precision of training and features")
+    p.add_argument("--num-workers", type=int, help="data-loading worker processes")
+    p.add_argument("--head", help="one of: linear, mlp, logistic, ridge (scikit-learn heads: feature-extraction "
+                   "only; default: the strategy's)")
+    p.add_argument("--tracker", help="experiment tracker besides the CSV log, one of: csv, tensorboard, mlflow")
     p.add_argument("--tracking-uri", help="MLflow store URI (default: sqlite:///<output root>/mlflow.db)")
     p.add_argument("--experiment", help="MLflow experiment name (default: transferkit; compare: its folder name)")
     p.add_argument("--feature-cache", help="folder of cached frozen-backbone features (compare: <out>/feature-cache)")
     p.add_argument("--accelerator", choices=["auto", "cpu", "gpu"], help="where to train (default: auto)")
     p.add_argument("--devices", type=int, help="processes per node; more than one trains with DDP (default: 1)")
     p.add_argument("--num-nodes", type=int, help="machines training together with DDP (default: 1)")
-    for flag, (dest, kind, text) in STRATEGY_FLAGS.items():
-        p.add_argument(flag, dest=f"opt_{dest}", type=kind, help=text)
-    p.add_argument("--train-bn-stats", dest="opt_train_bn_stats", action=argparse.BooleanOptionalAction,
-                   help="partial/gradual/full/l2sp: update BatchNorm running statistics (default: fixed)")
-    p.add_argument("--probe-init", dest="opt_probe_init", action=argparse.BooleanOptionalAction,
-                   help="fine-tuning strategies: start the head from a linear probe (default: on)")
+    _add_strategy_options(p)
+
+
+def _add_strategy_options(p) -> None:
+    """One flag per option of the registered strategies, from their config fields' metadata (`option`)."""
+    for opt in strategy_options():
+        kwargs = ({"action": argparse.BooleanOptionalAction} if opt.kind is bool else {"type": opt.kind})
+        p.add_argument(opt.flag, dest=f"opt_{opt.name}", metavar=opt.flag.lstrip("-").upper().replace("-", "_"),
+                       help=_strategy_help(opt), **kwargs)
+
+
+def _strategy_help(opt) -> str:
+    """E.g. "adapter rank; >= 1; lora (default: 8)" or, when shared, every strategy's default."""
+    values = {}
+    for strategy, default in opt.defaults.items():
+        values.setdefault(default, []).append(strategy)
+    if len(values) == 1:
+        (default, names), = values.items()
+        where = f"{', '.join(names)} (default: {'unset' if default is None else default})"
+    else:
+        where = "default: " + "; ".join(f"{'unset' if d is None else d} ({', '.join(n)})" for d, n in values.items())
+    return "; ".join(t for t in (opt.help, opt.valid, where) if t).replace("%", "%%")
 
 
 def _add_rank_parser(sub) -> None:
@@ -97,18 +139,18 @@ def _add_rank_parser(sub) -> None:
     rk.add_argument("--validate-epochs", type=int, default=3, help="their epochs (default: 3)")
     rk.add_argument("--out", default="runs/rank", help="folder for ranking.csv and the validation runs")
     for flag in ("--text-column", "--image-column", "--label-column", "--test-data", "--feature-cache"):
-        rk.add_argument(flag)
+        rk.add_argument(flag, help=f"as fit's {flag}")
     for flag in ("--train-per-class", "--image-size", "--max-length", "--seed", "--batch-size"):
-        rk.add_argument(flag, type=int)
+        rk.add_argument(flag, type=int, help=f"as fit's {flag}")
     for flag in ("--val-fraction", "--test-fraction"):
-        rk.add_argument(flag, type=float)
-    rk.add_argument("--precision", choices=["32", "bf16"])
+        rk.add_argument(flag, type=float, help=f"as fit's {flag}")
+    rk.add_argument("--precision", choices=["32", "bf16"], help="as fit's --precision")
 
 
 def _add_export_parser(sub) -> None:
     ex = sub.add_parser("export", help="export a run's model (ONNX), checked against PyTorch; writes RUN/export/")
-    ex.add_argument("run")
-    ex.add_argument("--format", default="onnx", choices=["onnx"])
+    ex.add_argument("run", help="run folder")
+    ex.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
     ex.add_argument("--tolerance", type=float, default=1e-4,
                     help="largest output difference from PyTorch accepted (default: 1e-4)")
     ex.add_argument("--input-dtype", default="float32", choices=["float32", "uint8"],
@@ -129,33 +171,40 @@ def _add_tune_parser(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transferkit", description="Adapt a pretrained network to your data.")
+    parser = argparse.ArgumentParser(prog="transferkit", description="Adapt a pretrained network to your data.",
+                                     formatter_class=_HelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--version", action="version", version=f"transferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_fit_options(sub.add_parser("fit", help="adapt a backbone to labeled data; writes a run folder"))
+    parser_class = sub._parser_class
+    sub._parser_class = lambda *a, **k: parser_class(*a, formatter_class=_HelpFormatter, **k)  # defaults in --help
+    fit = sub.add_parser("fit", help="adapt a backbone to labeled data; writes a run folder")
+    _add_fit_options(fit)
+    fit.add_argument("--print-config", action="store_true",
+                     help="print the resolved config as YAML (what the run folder would save) and exit")
     ev = sub.add_parser("evaluate", help="metrics of a run's model on labeled data")
-    ev.add_argument("run")
-    ev.add_argument("--data", required=True)
+    ev.add_argument("run", help="run folder")
+    ev.add_argument("--data", required=True, help="labeled data (what fit takes as --data)")
     pr = sub.add_parser("predict", help="predict images or texts with a run's model")
-    pr.add_argument("run")
+    pr.add_argument("run", help="run folder")
     pr.add_argument("inputs", nargs="+", help="image files, texts, or a table file")
     pr.add_argument("--out", help="write predictions to this CSV (default: print)")
     sub.add_parser("models", help="backbones and whether their weights are here")
     ins = sub.add_parser("inspect", help="layer groups, parameters and preprocessing of a backbone")
-    ins.add_argument("model")
-    ins.add_argument("--weights")
+    ins.add_argument("model", help="backbone name")
+    ins.add_argument("--weights", help="local weights file (timm)")
     sub.add_parser("strategies", help="each strategy with when to use it")
     qs = sub.add_parser("quickstart", help="EfficientNet-Lite0 on MNIST: feature extraction vs full vs scratch")
-    qs.add_argument("--out", default="runs/quickstart")
-    qs.add_argument("--train-per-class", type=int, default=50)
-    qs.add_argument("--image-size", type=int, default=64)
+    qs.add_argument("--out", default="runs/quickstart", help="folder of the three runs")
+    qs.add_argument("--train-per-class", type=int, default=50, help="training labels per class")
+    qs.add_argument("--image-size", type=int, default=64, help="input resolution")
     cmp = sub.add_parser("compare", help="fit strategies x labels per class x seeds; comparison.csv and a report")
     _add_fit_options(cmp, skip=("--strategy", "--train-per-class", "--seed", "--resume"))
     cmp.add_argument("--strategies", required=True, help="comma-separated, e.g. feature-extraction,full,scratch")
     cmp.add_argument("--train-per-class", help="comma-separated labels per class and/or all, e.g. 10,50,all")
     cmp.add_argument("--seeds", default="3", help="number of seeds (3: seeds 0, 1, 2) or a list (0,5,7)")
     rep = sub.add_parser("report", help="rebuild comparison.csv, report.md and report.html of a compare folder")
-    rep.add_argument("folder")
+    rep.add_argument("folder", help="comparison folder")
     _add_rank_parser(sub)
     _add_export_parser(sub)
     _add_tune_parser(sub)
@@ -164,31 +213,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_fit(args) -> None:
-    from transferkit.api import fit, resume
+def _fit_options(args, exclude: tuple[str, ...]) -> dict:
+    """The run and strategy options given on the command line (strategy flags carry an `opt_` prefix)."""
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "debug", "config", *exclude) and not k.startswith("opt_")}
+    options.update({k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None})
+    return options
 
+
+def cmd_fit(args) -> None:
+
+    if args.print_config:
+        config = completed_config(args.config, **_fit_options(args, ("resume", "print_config")))
+        print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+        return
     if args.resume and args.out and not any(getattr(args, k, None) for k in ("data", "model", "config")):
         resume(args.out)
         return
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("command", "debug", "config", "resume", "func") and not k.startswith("opt_")}
-    options.update({k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None})
-    fit(args.config, resume=args.resume, **options)
+    fit(args.config, resume=args.resume, **_fit_options(args, ("resume", "print_config")))
 
 
 def cmd_evaluate(args) -> None:
-    import json
-
-    from transferkit.api import evaluate
 
     print(json.dumps(evaluate(args.run, args.data), indent=2))
 
 
 def cmd_predict(args) -> None:
-    import pandas as pd
+    import pandas as pd  # deferred: pandas is slow to import
 
-    from transferkit.api import load_run
-    from transferkit.config import atomic_write_text
 
     run = load_run(args.run)
     inputs = _predict_inputs(run, args.inputs)
@@ -201,19 +253,13 @@ def cmd_predict(args) -> None:
 
 
 def _predict_inputs(run, items: list[str]):
-    from transferkit.data import load_data
-    from transferkit.data.tables import TABLE_READERS
-    from transferkit.errors import DataError
 
     single = Path(items[0]) if len(items) == 1 else None
     if single is not None and (single.is_dir() or single.is_file() and single.suffix.lower() in TABLE_READERS):
-        cfg = run.config
-        parts = load_data(items[0], task=cfg.task, text_column=cfg.text_column, image_column=cfg.image_column,
-                          label_column=cfg.label_column, require_labels=False, min_classes=1)
+        parts = load_data(items[0], **source_options(run.config, skip_bad_files=False, require_labels=False,
+                                                     min_classes=1))
         return next(iter(parts.values()))
-    if run.meta["modality"] == "image":
-        from transferkit.data import open_image
-
+    if run.meta.modality == "image":
         for item in items:
             if not Path(item).is_file():
                 raise DataError(f"Image not found: {item}.")
@@ -222,7 +268,6 @@ def _predict_inputs(run, items: list[str]):
 
 
 def cmd_models(args) -> None:
-    from transferkit.backbones import BACKBONES, list_backbones
 
     print(f"{'name':22} {'modality':9} {'here':5} weights")
     for row in list_backbones():
@@ -232,7 +277,6 @@ def cmd_models(args) -> None:
 
 
 def cmd_inspect(args) -> None:
-    from transferkit.backbones import create_backbone
 
     info = create_backbone(args.model, weights=args.weights).describe()
     print(f"{info['name']}: {info['num_features']} features, {info['total_params']:,} parameters")
@@ -243,37 +287,30 @@ def cmd_inspect(args) -> None:
 
 
 def cmd_strategies(args) -> None:
-    from transferkit.strategies import list_strategies
 
     for row in list_strategies():
         print(f"{row['name']:19} {row['when_to_use']}")
 
 
 def cmd_quickstart(args) -> None:
-    from transferkit.quickstart import quickstart
+    from transferkit.workflows.quickstart import quickstart  # deferred: the engine imports lightning
 
     quickstart(out=args.out, train_per_class=args.train_per_class, image_size=args.image_size)
 
 
 def cmd_compare(args) -> None:
-    from transferkit.api import compare
 
     axes = ("strategies", "train_per_class", "seeds")
-    options = {k: v for k, v in vars(args).items()
-               if k not in ("command", "debug", "config", *axes) and not k.startswith("opt_")}
-    options.update({k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None})
-    compare(args.config, **{k: getattr(args, k) for k in axes}, **options)
+    compare(args.config, **{k: getattr(args, k) for k in axes}, **_fit_options(args, axes))
 
 
 def cmd_report(args) -> None:
-    from transferkit.api import report
 
     result = report(args.folder)
     print(f"Wrote {result.report_html}, {result.report_md} and comparison.csv ({len(result.table)} cells).")
 
 
 def cmd_rank(args) -> None:
-    from transferkit.transferability import rank
 
     settings = ("command", "debug", "data", "models", "scores", "sort_by", "control", "validate",
                 "validate_strategy", "validate_epochs", "out")
@@ -285,7 +322,6 @@ def cmd_rank(args) -> None:
 
 
 def cmd_export(args) -> None:
-    from transferkit.api import export
 
     result = export(args.run, format=args.format, tolerance=args.tolerance, input_dtype=args.input_dtype,
                     opset=args.opset)
@@ -294,11 +330,8 @@ def cmd_export(args) -> None:
 
 
 def cmd_tune(args) -> None:
-    from transferkit.api import tune
 
-    settings = ("command", "debug", "config", "out", "trials", "strategies")
-    options = {k: v for k, v in vars(args).items() if k not in settings and not k.startswith("opt_")}
-    options.update({k[4:]: v for k, v in vars(args).items() if k.startswith("opt_") and v is not None})
+    options = _fit_options(args, ("out", "trials", "strategies"))
     result = tune(args.config, out=args.out, trials=args.trials, strategies=args.strategies,
                   **{k: v for k, v in options.items() if v is not None})
     params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.best_params.items())
@@ -313,21 +346,60 @@ COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict, "m
 
 
 def main(argv: list[str] | None = None) -> int:
-    from transferkit.errors import TransferkitError
-
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="transferkit: %(levelname)s: %(message)s")
+    """The one error boundary: a TransferkitError is one line and exit 2, Ctrl-C exit 130 with how to continue,
+    anything else exit 1 with one line (`--debug` shows the traceback instead)."""
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    debug, args = "--debug" in argv, None
     try:
+        args = build_parser().parse_args(argv)  # inside the boundary: --help into a closed pipe ends cleanly too
+        logging.basicConfig(level=logging.WARNING, format="transferkit: %(levelname)s: %(message)s")
         COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the boundary: a closed pipe surfaces here, not at interpreter exit
+    except BrokenPipeError:
+        _silence_stdout()  # the reader (e.g. `| head`) has what it wanted
+        return 0
     except TransferkitError as exc:
-        if getattr(args, "debug", False):
+        if debug:
             raise
-        print(f"transferkit: error: {exc}", file=sys.stderr)
+        print(f"transferkit: error: {_one_line(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("transferkit: interrupted; continue a fit with --resume.", file=sys.stderr)
+        print(f"transferkit: interrupted; {_how_to_continue(args, argv)}", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug, not bad input: say so in one line
+        if debug:
+            raise
+        print(f"transferkit: internal error: {type(exc).__name__}: {_one_line(exc)}; rerun with --debug and "
+              "report it", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured in tests)
+        pass
+
+
+def _how_to_continue(args, argv: list[str]) -> str:
+    """What continues an interrupted command: fit resumes its --out; compare, tune, rank and quickstart re-run."""
+    if args is None:
+        return "nothing to continue; run the command again"
+    if args.command == "fit":
+        return f"continue with: transferkit fit --out {args.out or 'DIR'} --resume"
+    if args.command in ("compare", "tune", "quickstart") or getattr(args, "validate", False):
+        again = shlex.join(["transferkit", *(a for a in argv if a != "--debug")])
+        kept = {"compare": "finished cells are kept", "tune": "finished trials are kept"}.get(args.command,
+                                                                                               "finished runs are kept")
+        return f"continue with: {again} (the same command resumes; {kept})"
+    return "nothing to continue; run the command again"
 
 
 if __name__ == "__main__":

@@ -158,15 +158,15 @@ class RunFacts:
 
 
 def run_facts(run) -> RunFacts:
-    """The run's model metadata (model/transferkit.json) as RunFacts; the one reader of that dict here."""
+    """What export needs of the run's ModelMeta (model/transferkit.json), gathered in one place."""
     meta = run.meta
-    spec = DataSpec.from_dict(meta["data_spec"])
-    return RunFacts(backbone=meta["backbone"], task=meta["task"], modality=meta["modality"],
-                    classes=meta["classes"] if meta["task"] == "classification" else None,
-                    target_stats=None if meta["task"] == "classification" else tuple(meta["target_stats"]),
-                    data_spec=spec, image_size=meta["image_size"],
+    regression = meta.task != "classification"
+    return RunFacts(backbone=meta.backbone, task=meta.task, modality=meta.modality,
+                    classes=None if regression else meta.classes,
+                    target_stats=meta.scaling.as_tuple() if regression else None,
+                    data_spec=meta.data_spec, image_size=meta.image_size,
                     # predict truncates to the run's --max-length, else the backbone's default
-                    max_length=meta["max_length"] or spec.max_length)
+                    max_length=meta.max_length or meta.data_spec.max_length)
 
 
 def _check_options(format: str, tolerance: float, input_dtype: str) -> None:

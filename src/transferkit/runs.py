@@ -8,31 +8,32 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
+from safetensors.torch import load_file
 
-from transferkit.backbones import DataSpec, create_backbone
+from transferkit import inference
+from transferkit.backbones import create_backbone
 from transferkit.config import RunConfig, load_yaml
+from transferkit.data import LabeledData, align_classes, load_data
 from transferkit.errors import DataError, RunFolderError
-from transferkit.training.model import TransferModel, make_head
-from transferkit.training.runfolder import read_model_meta
+from transferkit.evaluation.metrics import task_metrics
+from transferkit.loading import batches, source_options
+from transferkit.model import TransferModel, make_head
+from transferkit.modelmeta import ModelMeta
 
 
-def load_model(folder: str | Path) -> tuple[TransferModel, dict[str, Any]]:
+def load_model(folder: str | Path) -> tuple[TransferModel, ModelMeta]:
     """Rebuild the trained model of a run folder from model/ alone (no training config needed)."""
-    from safetensors.torch import load_file
-
-    from transferkit.backbones.hf import hf_backbone
-
     folder = Path(folder)
-    meta = read_model_meta(folder)
-    if meta["modality"] == "text":
-        backbone = hf_backbone(str(folder / "model" / "encoder"), pretrained=False, name=meta["backbone"],
-                               max_length=meta["data_spec"].get("max_length"))
+    meta = ModelMeta.from_file(folder)
+    if meta.modality == "text":
+        from transferkit.backbones.hf import hf_backbone  # deferred: imports transformers
+
+        backbone = hf_backbone(str(folder / "model" / "encoder"), pretrained=False, name=meta.backbone,
+                               max_length=meta.data_spec.max_length)
     else:
-        backbone = create_backbone(meta["backbone"], pretrained=False)
-    backbone.data_spec = DataSpec.from_dict(meta["data_spec"])
-    outputs = len(meta["classes"]) if meta["task"] == "classification" else 1
-    model = TransferModel(backbone, make_head(meta["head"], meta["num_features"], outputs))
+        backbone = create_backbone(meta.backbone, pretrained=False)
+    backbone.data_spec = meta.data_spec
+    model = TransferModel(backbone, make_head(meta.head, meta.num_features, meta.outputs))
     model.load_state_dict(load_file(str(folder / "model" / "model.safetensors")))
     return model.eval(), meta
 
@@ -51,7 +52,7 @@ class Run:
         folder = Path(folder)
         if not folder.is_dir():
             raise RunFolderError(f"Run folder not found: {folder}.")
-        read_model_meta(folder)
+        ModelMeta.from_file(folder)
         metrics_path = folder / "metrics.json"
         if not metrics_path.is_file():
             raise RunFolderError(f"{folder} is an unfinished run (no metrics.json); finish it with --resume.")
@@ -65,30 +66,23 @@ class Run:
         return self._model[0]
 
     @property
-    def meta(self) -> dict[str, Any]:
+    def meta(self) -> ModelMeta:
         self.model
         return self._model[1]
 
-    def _loader(self, data):
-        from transferkit.data import make_loader
-
-        backbone = self.model.backbone
-        tokenize = backbone.tokenize if self.meta["modality"] == "text" else None
-        return make_loader(data, spec=backbone.data_spec, tokenize=tokenize, image_size=self.meta["image_size"],
-                           batch_size=64, max_length=self.meta["max_length"])
+    def _predict(self, data) -> tuple[np.ndarray, np.ndarray]:
+        meta = self.meta
+        loader = batches(self.model.backbone, data, image_size=meta.image_size, max_length=meta.max_length)
+        return inference.predict(self.model, loader, task=meta.task, scaling=meta.scaling)
 
     def predict(self, inputs) -> list[dict[str, Any]]:
         """Predict image paths/arrays or texts (or a LabeledData); one dict per input."""
-        from transferkit.data import LabeledData
-        from transferkit.training.fit import predict_outputs
-
         data = inputs if isinstance(inputs, LabeledData) else LabeledData(
-            list(inputs), None, self.meta["modality"], self.meta["task"], None, "inputs")
+            list(inputs), None, self.meta.modality, self.meta.task, None, "inputs")
         if not len(data):
             raise DataError("Nothing to predict: give at least one input.")
-        preds, scores = predict_outputs(self.model, self._loader(data), task=self.meta["task"],
-                                        target_stats=tuple(self.meta["target_stats"]))
-        classes = self.meta["classes"]
+        preds, scores = self._predict(data)
+        classes = self.meta.classes
         rows = []
         for i, item in enumerate(data.inputs):
             name = item if isinstance(item, str) else f"item{i}"
@@ -102,20 +96,12 @@ class Run:
 
     def evaluate(self, data: str, **load_options) -> dict[str, float]:
         """Metrics of this run's model on another labeled data source."""
-        from transferkit.data import align_classes, load_data
-        from transferkit.evaluation.metrics import task_metrics
-        from transferkit.training.fit import predict_outputs
-
         cfg = self.config
-        options = dict(task=cfg.task, text_column=cfg.text_column, image_column=cfg.image_column,
-                       label_column=cfg.label_column, skip_bad_files=cfg.skip_bad_files, min_classes=1)
-        options.update(load_options)
-        parts = load_data(data, **options)
+        parts = load_data(data, **source_options(cfg, min_classes=1, **load_options))
         merged = parts["all"] if "all" in parts else parts.get("test") or next(iter(parts.values()))
         if cfg.task == "classification":
-            merged = align_classes(merged, self.meta["classes"])
-        preds, _ = predict_outputs(self.model, self._loader(merged), task=cfg.task,
-                                   target_stats=tuple(self.meta["target_stats"]))
+            merged = align_classes(merged, self.meta.classes)
+        preds, _ = self._predict(merged)
         return task_metrics(cfg.task, merged.targets, np.asarray(preds))
 
     def summary_rows(self) -> list[tuple[str, str]]:
@@ -147,7 +133,7 @@ class Run:
         return rows
 
     def print_summary(self) -> None:
-        from rich.console import Console
+        from rich.console import Console  # deferred: only printing needs rich
         from rich.table import Table
 
         table = Table(title="transferkit run", show_header=False)

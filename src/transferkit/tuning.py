@@ -99,7 +99,7 @@ def tune(config=None, *, out: str | Path, trials: int = 20, strategies: str | li
     import optuna
     from optuna.trial import TrialState
 
-    from transferkit.api import build_config
+    from transferkit.options import build_config
     from transferkit.evaluation.metrics import main_metric
 
     names = _strategies(strategies)

@@ -19,8 +19,8 @@ from transferkit.backbones import create_backbone
 from transferkit.config import RunConfig
 from transferkit.data import LabeledData
 from transferkit.strategies import STRATEGIES, create_strategy
-from transferkit.strategies.base import ResolveContext
-from transferkit.training.model import TransferModel, make_head
+from transferkit.strategies.base import ChoiceContext
+from transferkit.model import TransferModel, make_head
 
 STRATEGY_NAMES = STRATEGIES.names()
 BACKBONE_NAMES = ["tiny-cnn", "tiny-text"]
@@ -52,8 +52,8 @@ def strategy_for(name: str, **overrides):
     on `synthetic_context()` first, and the strategy it picks is held to the contracts.
     """
     cls = STRATEGIES.get(name)
-    if cls.resolves_from_data:
-        choice = create_strategy(name, overrides).resolve(synthetic_context())
+    if cls.chooses_from_data:
+        choice = create_strategy(name, overrides).choose(synthetic_context())
         return strategy_for(choice.strategy, **choice.options)
     options = {**SCHEDULE_OPTIONS.get(name, {}), **overrides}
     if "probe_init" in cls.config_class.__dataclass_fields__:
@@ -168,14 +168,14 @@ def write_image_folder(root: Path, per_class: int = 8, classes=("circle", "squar
     return root
 
 
-def synthetic_context(per_class: int = 20, dims: int = 16, seed: int = 0) -> ResolveContext:
+def synthetic_context(per_class: int = 20, dims: int = 16, seed: int = 0) -> ChoiceContext:
     """What `Strategy.resolve` reads, for tiny-cnn: N_CLASSES classes, `per_class` labels each, random features."""
     targets = np.repeat(np.arange(N_CLASSES), per_class)
     images = [np.zeros((16, 16), dtype=np.uint8)] * len(targets)
     train = LabeledData(images, targets, "image", "classification", [str(c) for c in range(N_CLASSES)], "synthetic")
     features = np.random.default_rng(seed).normal(size=(len(targets), dims))
     splits = {"train": train, "val": train.subset([]), "test": train.subset([])}
-    return ResolveContext(RunConfig(data="synthetic", model="tiny-cnn"), splits, _pristine_backbone("tiny-cnn", True),
+    return ChoiceContext(RunConfig(data="synthetic", model="tiny-cnn"), splits, _pristine_backbone("tiny-cnn", True),
                           features=lambda split: features, step_seconds=lambda: 1e-3)
 
 
@@ -190,7 +190,7 @@ def fit_options(image_folder: Path, strategy: str, out: Path, **overrides) -> di
     options.update(SCHEDULE_OPTIONS.get(strategy, {}))
     if STRATEGIES.get(strategy).needs_target_data:
         options["target_data"] = str(image_folder)  # its labels are ignored: unlabeled target data
-    if STRATEGIES.get(strategy).uses_cached_features or STRATEGIES.get(strategy).resolves_from_data:
+    if STRATEGIES.get(strategy).uses_cached_features or STRATEGIES.get(strategy).chooses_from_data:
         options["head"] = "linear"  # a neural head trains through Lightning, so it has checkpoints
     options.update(overrides)
     return options

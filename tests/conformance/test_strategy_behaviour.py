@@ -133,9 +133,9 @@ def test_l2sp_replaces_weight_decay():
 # ---- scratch and pretrained weights -----------------------------------------------------------
 def _convs_equal_to_pretrained(strategy: str, image_folder, out) -> tuple[set[str], list[str]]:
     """(conv weights equal to the pretrained ones, all conv weights) of the backbone `fit` prepares."""
-    from transferkit.training.fit import prepare, resolve_config
+    from transferkit.training.plan import make_plan
 
-    prep = prepare(resolve_config(transferkit.build_config(**fit_options(image_folder, strategy, out))))
+    prep = make_plan(transferkit.build_config(**fit_options(image_folder, strategy, out)))
     backbone = prep.strategy.export_model(copy.deepcopy(prep.model)).backbone  # LoRA: adapters merged (B = 0)
     pretrained = create_backbone("tiny-cnn", pretrained=True).state_dict()
     convs = [k for k, v in pretrained.items() if v.ndim == 4]
@@ -185,7 +185,7 @@ def test_lora_names_the_option_to_fix_a_bad_target():
     ("gradual", {"layer_decay": 1.5}, r"--layer-decay must be in \(0, 1\], got 1\.5\."),
     ("full", {"layer_decay": 0}, r"--layer-decay must be in \(0, 1\], got 0\.0\."),
     ("full", {"head_warmup": -1}, r"--head-warmup must be >= 0, got -1\."),
-    ("l2sp", {"alpha": -0.1}, r"--alpha and --beta must be >= 0, got -0\.1 and 0\.01\."),
+    ("l2sp", {"alpha": -0.1}, r"--alpha must be >= 0, got -0\.1\."),
     ("lora", {"r": 0}, r"--lora-r must be >= 1, got 0\."),
     ("gradual", {"unfreeze_every": "often"}, r"Bad option for strategy 'gradual': invalid literal for int\(\)"),
 ])

@@ -273,11 +273,11 @@ def _changed_options(strategy: str) -> dict:
 
 @strategies
 def test_run_config_round_trips_through_yaml(strategy, tmp_path):
-    from transferkit.training.fit import resolve_config
+    from transferkit.training.plan import complete_config
 
     target = {"target_data": "demo:mnist"} if STRATEGIES.get(strategy).needs_target_data else {}
-    config = resolve_config(transferkit.build_config(data="demo:digits", model="tiny-cnn", strategy=strategy,
-                                                     out=str(tmp_path / "run"), **target, **_changed_options(strategy)))
+    config, _ = complete_config(transferkit.build_config(data="demo:digits", model="tiny-cnn", strategy=strategy,
+                                                         out=str(tmp_path / "run"), **target, **_changed_options(strategy)))
     save_yaml(config.to_dict(), tmp_path / "config.yaml")
     loaded = RunConfig.from_dict(load_yaml(tmp_path / "config.yaml"))
     assert loaded == config
@@ -353,16 +353,16 @@ def test_exported_model_loads_into_a_plain_model_and_predicts_the_same(strategy,
 
 
 # ---- 8. a strategy that chooses from the data resolves into one that trains ----------------------
-RESOLVING = [n for n in STRATEGY_NAMES if STRATEGIES.get(n).resolves_from_data]
+RESOLVING = [n for n in STRATEGY_NAMES if STRATEGIES.get(n).chooses_from_data]
 
 
 @pytest.mark.parametrize("strategy", RESOLVING)
 def test_resolving_strategy_chooses_a_registered_strategy_that_trains(strategy):
     from conformance_helpers import synthetic_context
 
-    choice = create_strategy(strategy).resolve(synthetic_context())
+    choice = create_strategy(strategy).choose(synthetic_context())
     assert choice.by == strategy and choice.reasons and all(isinstance(r, str) and r for r in choice.reasons)
-    assert choice.strategy in STRATEGY_NAMES and not STRATEGIES.get(choice.strategy).resolves_from_data
+    assert choice.strategy in STRATEGY_NAMES and not STRATEGIES.get(choice.strategy).chooses_from_data
     create_strategy(choice.strategy, choice.options)  # its options are valid
 
 

@@ -64,18 +64,18 @@ def test_target_data_of_another_modality_is_refused(cli_error, tmp_path):
 
 
 def test_target_data_is_refused_under_ddp():
-    from transferkit.training.fit import resolve_config
+    from transferkit.training.plan import complete_config
 
     config = transferkit.build_config(**DIGITS_SHIFT, strategy="mmd", devices=2, accelerator="cpu", out="x")
     with pytest.raises(ConfigError, match=r"--target-data trains on one device"):
-        resolve_config(config)
+        complete_config(config)
 
 
 # ---- data -----------------------------------------------------------------------------------------------------
 def test_target_labels_are_dropped_and_digits_are_preprocessed_like_mnist(tmp_path):
-    from transferkit.training.fit import prepare, resolve_config
+    from transferkit.training.plan import make_plan
 
-    prep = prepare(resolve_config(transferkit.build_config(**DIGITS_SHIFT, strategy="coral", out=str(tmp_path))))
+    prep = make_plan(transferkit.build_config(**DIGITS_SHIFT, strategy="coral", out=str(tmp_path)))
     assert not prep.target.labeled and len(prep.target) == 1797 and prep.target.modality == "image"
     spec = prep.model.backbone.data_spec
     for data in (prep.splits["train"], prep.target):  # 28x28 MNIST and 8x8 optdigits: one transform

@@ -9,7 +9,7 @@ from transferkit.evaluation.domain_gap import proxy_a_distance
 from transferkit.strategies import create_strategy
 from transferkit.strategies.dann import DISCRIMINATOR
 from transferkit.strategies.domain import coral_loss, dann_schedule, mmd_loss, reverse_gradient
-from transferkit.training.model import TransferModel, make_head
+from transferkit.model import TransferModel, make_head
 
 DIMS = 16
 
@@ -125,7 +125,7 @@ def test_domain_strategies_refuse_a_batch_without_target_features():
 @pytest.mark.parametrize(("strategy", "options", "message"), [
     ("dann", {"dann_weight": -1}, r"--dann-weight must be >= 0, got -1\.0\."),
     ("coral", {"coral_weight": -0.5}, r"--coral-weight must be >= 0, got -0\.5\."),
-    ("mmd", {"mmd_kernels": 0}, r"--mmd-kernels must be >= 1 and --mmd-kernel-mul > 0, got 0 and 2\.0\."),
+    ("mmd", {"mmd_kernels": 0}, r"--mmd-kernels must be >= 1, got 0\."),
 ])
 def test_bad_domain_options_are_refused_with_their_value(strategy, options, message):
     from transferkit.errors import ConfigError

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from transferkit.backbones.base import DataSpec
+from transferkit.modelmeta import ModelMeta
 
 CLASSES = [str(i) for i in range(10)]
 
@@ -36,7 +38,9 @@ def write_cells(folder: Path, masks: dict[str, list[np.ndarray]], *, size: str =
             cell = f"{strategy}-n{size}-seed{seed}"
             run = folder / "cells" / cell
             (run / "model").mkdir(parents=True, exist_ok=True)
-            (run / "model" / "transferkit.json").write_text(json.dumps({"classes": CLASSES}))
+            ModelMeta(backbone="tiny-cnn", task="classification", classes=CLASSES, modality="image",
+                      data_spec=DataSpec(modality="image"), image_size=None, max_length=None, head="linear",
+                      num_features=8).save(run / "model")
             targets = (np.arange(len(mask)) + seed) % len(CLASSES)
             predicted = np.where(mask, targets, (targets + 1) % len(CLASSES))
             if predictions:

@@ -125,7 +125,7 @@ def test_interrupted_auto_run_resumes_with_the_same_command(tmp_path, monkeypatc
 
 def test_auto_cannot_train_without_choosing():
     from transferkit.backbones import create_backbone
-    from transferkit.training.model import TransferModel, make_head
+    from transferkit.model import TransferModel, make_head
 
     model = TransferModel(create_backbone("tiny-cnn"), make_head("linear", 32, 3))
     with pytest.raises(ConfigError, match=r"Strategy 'auto' only chooses a strategy from the data; train through"):

@@ -10,7 +10,7 @@ import torch
 
 import transferkit
 from transferkit.errors import ConfigError, RunFolderError, UnknownNameError
-from transferkit.transferability import ranking as rank_module
+from transferkit.workflows import ranking as rank_module
 
 SLICE = dict(train_per_class=10, image_size=16, val_fraction=0.1, test_fraction=0.1)
 SLICE_FLAGS = ["--train-per-class", 10, "--image-size", 16, "--val-fraction", 0.1, "--test-fraction", 0.1]

@@ -21,7 +21,7 @@ def proxy_a_distance(source: np.ndarray, target: np.ndarray, *, seed: int = 0, f
     Raises:
         ValueError: fewer than two rows in a domain.
     """
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # deferred: scikit-learn is slow to import
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

@@ -10,7 +10,6 @@ and the best run on validation data's confusion matrix (classification) or predi
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from transferkit.evaluation.bootstrap import Interval
 from transferkit.evaluation.metrics import main_metric
 from transferkit.evaluation.render import Alert, Block, Heading, Image, Paragraph, Table, write
 from transferkit.evaluation.uncertainty import Uncertainty
+from transferkit.errors import RunFolderError
+from transferkit.modelmeta import ModelMeta
 
 
 def main_column(row: dict[str, Any] | pd.DataFrame) -> str:
@@ -265,11 +266,11 @@ def _curves(folder: Path, table: pd.DataFrame, metric_column: str) -> dict[str, 
 
 
 def _classes(folder: Path, row: pd.Series) -> list[str]:
-    """The class names a cell's model predicts ([] when its model folder is missing)."""
-    path = folder / row["folder"] / "model" / "transferkit.json"
-    if not path.is_file():
+    """The class names a cell's model predicts ([] when its model folder is missing or unreadable)."""
+    try:
+        return [str(c) for c in ModelMeta.from_file(folder / row["folder"]).classes or []]
+    except RunFolderError:
         return []
-    return [str(c) for c in json.loads(path.read_text(encoding="utf-8")).get("classes") or []]
 
 
 def _chance(folder: Path, table: pd.DataFrame, metric: str) -> float | None:

@@ -8,7 +8,10 @@ from typing import Any
 import numpy as np
 
 from transferkit.errors import ConfigError
-from transferkit.strategies.base import ResolveContext, Strategy, StrategyChoice, StrategyConfig
+from transferkit.model import NN_HEADS
+from transferkit.strategies.base import ChoiceContext, Strategy, StrategyChoice, StrategyConfig, option
+from transferkit.strategies.full import Full
+from transferkit.transferability.scores import logme
 
 #: Samples the feature-fit probe reads at most (a stratified subsample beyond that), to stay cheap.
 PROBE_SAMPLES = 2000
@@ -27,20 +30,20 @@ class AutoConfig(StrategyConfig):
             per sample x training samples x epochs; beyond it, feature extraction. None: no limit.
     """
 
-    few_labels: int = 10
-    many_labels: int = 100
-    high_fit: float = 0.95
-    low_fit: float = 0.5
-    budget_seconds: float | None = None
+    few_labels: int = option(10, "below this many labels per class: feature extraction")
+    many_labels: int = option(100, "from this many labels per class on: full fine-tuning")
+    high_fit: float = option(0.95, "from this frozen-feature fit on: feature extraction")
+    low_fit: float = option(0.5, "below this frozen-feature fit: full fine-tuning")
+    budget_seconds: float | None = option(None, "most seconds fine-tuning may take (estimated; beyond: feature "
+                                          "extraction)", min=0, min_open=True)
 
     def __post_init__(self):
+        super().__post_init__()
         if not 1 <= self.few_labels <= self.many_labels:
             raise ConfigError(f"auto needs 1 <= few_labels <= many_labels, got {self.few_labels} and "
                               f"{self.many_labels}.")
         if not 0 <= self.low_fit <= self.high_fit <= 1:
             raise ConfigError(f"auto needs 0 <= low_fit <= high_fit <= 1, got {self.low_fit} and {self.high_fit}.")
-        if self.budget_seconds is not None and self.budget_seconds <= 0:
-            raise ConfigError(f"--budget-seconds must be positive, got {self.budget_seconds}.")
 
 
 class Auto(Strategy):
@@ -75,22 +78,20 @@ class Auto(Strategy):
     config_class = AutoConfig
     when_to_use = "Unsure: picks feature-extraction, l2sp or full from labels per class, feature fit and budget."
     defaults = {"epochs": None, "lr": None, "head": None}  # the chosen strategy's
-    resolves_from_data = True
+    chooses_from_data = True
 
-    def resolve(self, context: ResolveContext) -> StrategyChoice:
+    def choose(self, context: ChoiceContext) -> StrategyChoice:
         signals = measure(context, self.config)
         strategy, reasons = choose(signals, self.config)
         return StrategyChoice(self.name, strategy, {}, tuple(reasons), signals)
 
     def prepare(self, model) -> None:
         raise ConfigError("Strategy 'auto' only chooses a strategy from the data; train through transferkit.fit, "
-                          "which resolves it first (Strategy.resolve).")
+                          "which lets it choose first (Strategy.choose).")
 
 
-def measure(context: ResolveContext, cfg: AutoConfig) -> dict[str, Any]:
+def measure(context: ChoiceContext, cfg: AutoConfig) -> dict[str, Any]:
     """The measurements the rule reads, from the training split and its cached frozen features."""
-    from transferkit.transferability.scores import logme
-
     train, config = context.splits["train"], context.config
     signals: dict[str, Any] = {"task": config.task, "n_train": len(train), "head": config.head}
     features, targets = subsample(context.features("train"), train.targets, config.task, config.seed)
@@ -115,7 +116,7 @@ def probe(features: np.ndarray, targets: np.ndarray, task: str, seed: int) -> di
     Regression: R^2 of a ridge regression, baseline 0. feature_fit is None when a class has fewer
     than two samples (nothing to cross-validate).
     """
-    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.linear_model import LogisticRegression, Ridge  # deferred: scikit-learn is slow to import
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 
     x, y = np.asarray(features, dtype=np.float64), np.asarray(targets)
@@ -152,19 +153,15 @@ def subsample(x: np.ndarray, y: np.ndarray, task: str, seed: int) -> tuple[np.nd
     return x[np.sort(keep)], y[np.sort(keep)]
 
 
-def fine_tune_seconds(context: ResolveContext) -> float:
+def fine_tune_seconds(context: ChoiceContext) -> float:
     """Estimated seconds of fine-tuning: per-sample step time x (train + a third of val) x epochs."""
-    from transferkit.strategies import get_strategy_class
-
-    epochs = context.config.epochs or get_strategy_class("full").defaults["epochs"]
+    epochs = context.config.epochs or Full.defaults["epochs"]
     samples = len(context.splits["train"]) + len(context.splits["val"]) / 3  # validation: forward only
     return context.step_seconds() * samples * epochs
 
 
 def choose(signals: dict[str, Any], cfg: AutoConfig) -> tuple[str, list[str]]:
     """Apply the rule of `Auto` to the measurements; returns (strategy, reasons)."""
-    from transferkit.training.model import NN_HEADS
-
     k, fit = signals["labels_per_class"], signals.get("feature_fit")
     reasons = [describe(signals)]
     head, seconds = signals.get("head"), signals.get("fine_tune_seconds")

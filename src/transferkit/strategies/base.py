@@ -16,12 +16,87 @@ import numpy as np
 import torch
 
 from transferkit.errors import ConfigError, suggest
-from transferkit.training.optim import ParamGroup
+from transferkit.model import ParamGroup
+
+
+def option(default: Any, help: str, *, flag: str | None = None, min: float | None = None,
+           max: float | None = None, min_open: bool = False, max_open: bool = False, note: str = "",
+           tune: tuple | None = None) -> Any:
+    """A strategy config field that carries its own CLI flag, help text, valid range and tuning range.
+
+    Args:
+        default: the field's default.
+        help: one line for `--help`.
+        flag: the CLI flag without dashes (default: the field name with "-" for "_").
+        min: smallest valid value (`min_open`: excluded); checked when the config is built.
+        max: largest valid value (`max_open`: excluded).
+        note: words added to the range in the error message, e.g. "a count or a fraction".
+        tune: (low, high, "log" | "float" | "int"): the range `transferkit tune` searches.
+    """
+    metadata = {"help": help, "flag": flag, "min": min, "max": max, "min_open": min_open, "max_open": max_open,
+                "note": note, "tune": tune}
+    return field(default=default, metadata=metadata)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The CLI flag of a strategy config field, e.g. `--lora-r`."""
+    return "--" + (f.metadata.get("flag") or f.name.replace("_", "-"))
+
+
+def describe_range(f: dataclasses.Field) -> str | None:
+    """The valid range of a field in words: ">= 0", "positive", "in (0, 1]"; None when unbounded."""
+    low, high, meta = f.metadata.get("min"), f.metadata.get("max"), f.metadata
+    if low is None and high is None:
+        return None
+    if high is None:
+        text = ("positive" if low == 0 else f"> {low:g}") if meta.get("min_open") else f">= {low:g}"
+    elif low is None:
+        text = f"< {high:g}" if meta.get("max_open") else f"<= {high:g}"
+    else:
+        text = (f"in {'(' if meta.get('min_open') else '['}{low:g}, {high:g}"
+                f"{')' if meta.get('max_open') else ']'}")
+    return f"{text} ({meta['note']})" if meta.get("note") else text
+
+
+def _in_range(f: dataclasses.Field, value: Any) -> bool:
+    low, high, meta = f.metadata.get("min"), f.metadata.get("max"), f.metadata
+    if value is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    if value != value:  # NaN is in no range
+        return low is None and high is None
+    if low is not None and (value <= low if meta.get("min_open") else value < low):
+        return False
+    return not (high is not None and (value >= high if meta.get("max_open") else value > high))
+
+
+@dataclass(frozen=True)
+class HeadOptions:
+    """How a scikit-learn head fits on frozen features (a strategy's `head_options`).
+
+    Attributes:
+        C: the logistic head's inverse regularisation; None: chosen on the validation split.
+        ridge_alpha: the ridge head's regularisation; None: chosen likewise.
+        standardize: standardise features per dimension before fitting (else one global scale).
+    """
+
+    C: float | None = None
+    ridge_alpha: float | None = None
+    standardize: bool = False
 
 
 @dataclass(frozen=True)
 class StrategyConfig:
-    """Settings shared by every strategy; subclasses add their own fields."""
+    """Settings shared by every strategy; subclasses add their own fields (declared with `option`).
+
+    Ranges declared in the fields' metadata are checked when the config is built; a subclass that
+    checks more (relations between fields) calls `super().__post_init__()` first.
+    """
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not _in_range(f, value):
+                raise ConfigError(f"{flag_of(f)} must be {describe_range(f)}, got {value}.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -47,12 +122,16 @@ def _coerce(f: dataclasses.Field, value: Any) -> Any:
         return float(value)
     if kind.startswith("int"):
         return int(value)
+    if kind.startswith("bool") and isinstance(value, str):
+        if value.lower() not in ("true", "false", "yes", "no", "1", "0"):
+            raise ValueError(f"{f.name} takes true or false, got {value!r}")
+        return value.lower() in ("true", "yes", "1")
     return value
 
 
 @dataclass(frozen=True)
 class StrategyChoice:
-    """What a strategy that chooses from the data (`Strategy.resolve`) picked, and why.
+    """What a strategy that chooses from the data (`Strategy.choose`) picked, and why.
 
     Attributes:
         by: the choosing strategy's name.
@@ -74,8 +153,8 @@ class StrategyChoice:
 
 
 @dataclass(frozen=True)
-class ResolveContext:
-    """What `Strategy.resolve` may look at before anything trains.
+class ChoiceContext:
+    """What `Strategy.choose` may look at before anything trains.
 
     Attributes:
         config: the run's config (epochs, lr and head still as the user gave them).
@@ -103,8 +182,8 @@ class Strategy:
     defaults: ClassVar[dict[str, Any]] = {"epochs": 10, "lr": 1e-3, "head": "linear"}
     uses_pretrained: ClassVar[bool] = True
     uses_cached_features: ClassVar[bool] = False
-    #: True for a strategy that only picks another registered strategy from the data (`resolve`).
-    resolves_from_data: ClassVar[bool] = False
+    #: True for a strategy that only picks another registered strategy from the data (`choose`).
+    chooses_from_data: ClassVar[bool] = False
     #: True for a domain-adaptation strategy: each training batch also carries the inputs of a batch of
     #: unlabeled target-domain data (`--target-data`), and `extra_loss` finds their backbone features
     #: in `outputs["target_domain_features"]`.
@@ -118,7 +197,7 @@ class Strategy:
         self.unfrozen: list[str] = []
 
     # ---- hooks ---------------------------------------------------------------------------
-    def resolve(self, context: ResolveContext) -> StrategyChoice | None:
+    def choose(self, context: ChoiceContext) -> StrategyChoice | None:
         """Name the registered strategy to train with, chosen from the data; None: train with this one.
 
         `fit` calls it once, after loading the data and before building the model.
@@ -165,9 +244,19 @@ class Strategy:
         self._unfreeze(model, new)
         return [g for g in self.param_groups(model) if g.name in {f"backbone.{n}" for n in new}]
 
-    def probe_init(self) -> bool:
-        """Initialise a linear head by a linear probe on frozen features before training (LP-FT)."""
-        return bool(getattr(self.config, "probe_init", False))
+    def probe_head(self, task: str, head: str) -> str | None:
+        """The scikit-learn head ("logistic" / "ridge") fitted on frozen features to start a linear `head` from
+        before training (a linear probe, LP-FT: Kumar et al., 2022), or None to start from a random head.
+
+        The default reads the config's `probe_init` field, where a strategy has one.
+        """
+        if not getattr(self.config, "probe_init", False) or head != "linear":
+            return None
+        return "logistic" if task == "classification" else "ridge"
+
+    def head_options(self) -> HeadOptions:
+        """How a scikit-learn head (the run's `--head logistic|ridge`, or a probe) fits: strengths chosen on val."""
+        return HeadOptions()
 
     def on_train_step(self, step: int, total_steps: int) -> None:
         """Called before each training step with the step index and the run's total number of steps."""

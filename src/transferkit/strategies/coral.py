@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from transferkit.strategies.base import option
 from transferkit.strategies.domain import DomainAdaptation, DomainAdaptationConfig, coral_loss
 
 
@@ -14,11 +15,7 @@ class CoralConfig(DomainAdaptationConfig):
             classification losses end training at about the same size.
     """
 
-    coral_weight: float = 1.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._check_non_negative(coral_weight=self.coral_weight)
+    coral_weight: float = option(1.0, "weight of the CORAL loss", min=0)
 
 
 class Coral(DomainAdaptation):

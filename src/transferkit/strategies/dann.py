@@ -8,11 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from transferkit.errors import ConfigError
-from transferkit.strategies.base import summary_rows
+from transferkit.strategies.base import option, summary_rows
 from transferkit.strategies.domain import DomainAdaptation, DomainAdaptationConfig, dann_schedule, reverse_gradient
-from transferkit.training.model import TransferModel
-from transferkit.training.optim import ParamGroup
+from transferkit.model import TransferModel
+from transferkit.model import ParamGroup
 
 DISCRIMINATOR = "domain_discriminator"
 
@@ -25,14 +24,8 @@ class DANNConfig(DomainAdaptationConfig):
         discriminator_hidden: width of the discriminator's two hidden layers.
     """
 
-    dann_weight: float = 1.0
-    discriminator_hidden: int = 256
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._check_non_negative(dann_weight=self.dann_weight)
-        if self.discriminator_hidden < 1:
-            raise ConfigError(f"--discriminator-hidden must be >= 1, got {self.discriminator_hidden}.")
+    dann_weight: float = option(1.0, "largest weight of the reversed domain gradient (ramped up)", min=0)
+    discriminator_hidden: int = option(256, "width of the domain discriminator's hidden layers", min=1)
 
 
 def make_discriminator(in_features: int, hidden: int) -> nn.Module:

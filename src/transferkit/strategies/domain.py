@@ -69,11 +69,6 @@ def mmd_loss(source: torch.Tensor, target: torch.Tensor, kernels: int = 5, kerne
 class DomainAdaptationConfig(FullConfig):
     """Settings of full fine-tuning (see FullConfig); each domain-adaptation strategy adds its weight."""
 
-    def _check_non_negative(self, **values: float) -> None:
-        for name, value in values.items():
-            if value < 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0, got {value}.")
-
 
 class DomainAdaptation(Full, abc.ABC):
     """Full fine-tuning plus a domain loss between source and target features, logged as `loss/<name>`.

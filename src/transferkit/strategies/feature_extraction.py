@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transferkit.strategies.base import Strategy, StrategyConfig
+from transferkit.strategies.base import HeadOptions, Strategy, StrategyConfig, option
 
 
 @dataclass(frozen=True)
@@ -16,9 +16,11 @@ class FeatureExtractionConfig(StrategyConfig):
         standardize: standardise features before a scikit-learn head (folded into the saved layer).
     """
 
-    C: float | None = None
-    ridge_alpha: float | None = None
-    standardize: bool = False
+    C: float | None = option(None, "logistic head: inverse regularisation (unset: chosen on the validation split)",
+                             min=0, min_open=True)
+    ridge_alpha: float | None = option(None, "ridge head: regularisation strength (unset: chosen on validation)",
+                                       min=0, min_open=True)
+    standardize: bool = option(False, "standardise features per dimension before a scikit-learn head")
 
 
 class FeatureExtraction(Strategy):
@@ -36,3 +38,6 @@ class FeatureExtraction(Strategy):
 
     def trainable_at(self, epoch, group_names):
         return []
+
+    def head_options(self) -> HeadOptions:
+        return HeadOptions(C=self.config.C, ridge_alpha=self.config.ridge_alpha, standardize=self.config.standardize)

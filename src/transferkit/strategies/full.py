@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transferkit.errors import ConfigError
-from transferkit.strategies.base import Strategy, StrategyConfig
+from transferkit.strategies.base import Strategy, StrategyConfig, option
 
 
 @dataclass(frozen=True)
@@ -23,17 +22,13 @@ class FullConfig(StrategyConfig):
             large gradients into pretrained layers (Kumar et al., 2022, LP-FT).
     """
 
-    backbone_lr_scale: float = 0.1
-    layer_decay: float = 1.0
-    head_warmup: int = 0
-    probe_init: bool = True
-    train_bn_stats: bool = False
-
-    def __post_init__(self):
-        if not 0 < self.layer_decay <= 1:
-            raise ConfigError(f"--layer-decay must be in (0, 1], got {self.layer_decay}.")
-        if self.head_warmup < 0:
-            raise ConfigError(f"--head-warmup must be >= 0, got {self.head_warmup}.")
+    backbone_lr_scale: float = option(0.1, "backbone learning rate relative to the head's", min=0, min_open=True,
+                                      tune=(0.01, 1.0, "log"))
+    layer_decay: float = option(1.0, "learning-rate multiplier per layer group going down (1: none)", min=0, max=1,
+                                min_open=True, tune=(0.5, 1.0, "float"))
+    head_warmup: int = option(0, "epochs that train only the head first", min=0)
+    probe_init: bool = option(True, "start the head from a linear probe on the frozen features (LP-FT)")
+    train_bn_stats: bool = option(False, "update BatchNorm running statistics on the new data (off: kept as pretrained)")
 
 
 class Full(Strategy):

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transferkit.errors import ConfigError
-from transferkit.strategies.base import Strategy, StrategyConfig
+from transferkit.strategies.base import Strategy, StrategyConfig, option
 
 
 @dataclass(frozen=True)
@@ -18,17 +17,13 @@ class GradualConfig(StrategyConfig):
         train_bn_stats: update BatchNorm running statistics of unfrozen groups (off: kept fixed).
     """
 
-    unfreeze_every: int = 1
-    backbone_lr_scale: float = 0.3
-    layer_decay: float = 0.7
-    probe_init: bool = True
-    train_bn_stats: bool = False
-
-    def __post_init__(self):
-        if self.unfreeze_every < 1:
-            raise ConfigError(f"--unfreeze-every must be >= 1, got {self.unfreeze_every}.")
-        if not 0 < self.layer_decay <= 1:
-            raise ConfigError(f"--layer-decay must be in (0, 1], got {self.layer_decay}.")
+    unfreeze_every: int = option(1, "epochs between unfreezing one more layer group", min=1, tune=(1, 3, "int"))
+    backbone_lr_scale: float = option(0.3, "backbone learning rate relative to the head's", min=0, min_open=True,
+                                      tune=(0.01, 1.0, "log"))
+    layer_decay: float = option(0.7, "learning-rate multiplier per layer group going down (1: none)", min=0, max=1,
+                                min_open=True, tune=(0.5, 1.0, "float"))
+    probe_init: bool = option(True, "start the head from a linear probe on the frozen features (LP-FT)")
+    train_bn_stats: bool = option(False, "update BatchNorm running statistics on the new data (off: kept as pretrained)")
 
 
 class Gradual(Strategy):

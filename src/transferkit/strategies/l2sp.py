@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from transferkit.errors import ConfigError
+from transferkit.strategies.base import option
 from transferkit.strategies.full import Full, FullConfig
 
 
@@ -17,14 +17,8 @@ class L2SPConfig(FullConfig):
         beta: weight of beta/2 * ||w||^2 over the new head.
     """
 
-    alpha: float = 0.01
-    beta: float = 0.01
-    backbone_lr_scale: float = 0.1
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.alpha < 0 or self.beta < 0:
-            raise ConfigError(f"--alpha and --beta must be >= 0, got {self.alpha} and {self.beta}.")
+    alpha: float = option(0.01, "weight of alpha/2 ||w - w0||^2 over the backbone", min=0, tune=(1e-4, 1.0, "log"))
+    beta: float = option(0.01, "weight of beta/2 ||w||^2 over the new head", min=0)
 
 
 class L2SP(Full):

@@ -6,8 +6,8 @@ import copy
 from dataclasses import dataclass
 
 from transferkit.errors import ConfigError
-from transferkit.strategies.base import Strategy, StrategyConfig, summary_rows
-from transferkit.training.optim import ParamGroup
+from transferkit.strategies.base import Strategy, StrategyConfig, option, summary_rows
+from transferkit.model import ParamGroup
 
 
 @dataclass(frozen=True)
@@ -21,15 +21,11 @@ class LoraStrategyConfig(StrategyConfig):
         probe_init: start the head from a linear probe on the frozen features (LP-FT).
     """
 
-    r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    target_modules: str | None = None
-    probe_init: bool = True
-
-    def __post_init__(self):
-        if self.r < 1:
-            raise ConfigError(f"--lora-r must be >= 1, got {self.r}.")
+    r: int = option(8, "adapter rank", flag="lora-r", min=1)
+    lora_alpha: int = option(16, "adapter scaling numerator (updates are scaled by lora_alpha / r)", min=1)
+    lora_dropout: float = option(0.05, "dropout on the adapter input", min=0, max=1, max_open=True)
+    target_modules: str | None = option(None, "comma-separated module names or a regex (default: the backbone's)")
+    probe_init: bool = option(True, "start the head from a linear probe on the frozen features (LP-FT)")
 
 
 class Lora(Strategy):
@@ -45,7 +41,7 @@ class Lora(Strategy):
     defaults = {"epochs": 10, "lr": 1e-3, "head": "linear"}
 
     def prepare(self, model):
-        from peft import LoraConfig, get_peft_model
+        from peft import LoraConfig, get_peft_model  # deferred: PEFT imports transformers
 
         targets = self.config.target_modules
         if targets and "," in targets:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transferkit.errors import ConfigError
+from transferkit.strategies.base import option
 from transferkit.strategies.domain import DomainAdaptation, DomainAdaptationConfig, mmd_loss
 
 
@@ -17,16 +17,9 @@ class MMDConfig(DomainAdaptationConfig):
         mmd_kernel_mul: ratio of neighbouring bandwidths.
     """
 
-    mmd_weight: float = 1.0
-    mmd_kernels: int = 5
-    mmd_kernel_mul: float = 2.0
-
-    def __post_init__(self):
-        super().__post_init__()
-        self._check_non_negative(mmd_weight=self.mmd_weight)
-        if self.mmd_kernels < 1 or self.mmd_kernel_mul <= 0:
-            raise ConfigError(f"--mmd-kernels must be >= 1 and --mmd-kernel-mul > 0, got {self.mmd_kernels} "
-                              f"and {self.mmd_kernel_mul}.")
+    mmd_weight: float = option(1.0, "weight of the multi-kernel MMD loss", min=0)
+    mmd_kernels: int = option(5, "Gaussian kernels in the MMD family", min=1)
+    mmd_kernel_mul: float = option(2.0, "ratio of neighbouring kernel bandwidths", min=0, min_open=True)
 
 
 class MMD(DomainAdaptation):

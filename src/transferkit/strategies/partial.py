@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from transferkit.errors import ConfigError
-from transferkit.strategies.base import Strategy, StrategyConfig
+from transferkit.strategies.base import Strategy, StrategyConfig, option
 
 
 @dataclass(frozen=True)
@@ -21,15 +21,13 @@ class PartialConfig(StrategyConfig):
         head_warmup: epochs that train only the head before the backbone groups join.
     """
 
-    freeze: float = 0.5
-    backbone_lr_scale: float = 0.1
-    head_warmup: int = 0
-    probe_init: bool = True
-    train_bn_stats: bool = False
-
-    def __post_init__(self):
-        if self.freeze < 0:
-            raise ConfigError(f"--freeze must be >= 0 (a count or a fraction), got {self.freeze}.")
+    freeze: float = option(0.5, "freeze the first K layer groups (K >= 1) or this fraction of them (< 1)", min=0,
+                           note="a count or a fraction", tune=(0.2, 0.8, "float"))
+    backbone_lr_scale: float = option(0.1, "backbone learning rate relative to the head's", min=0, min_open=True,
+                                      tune=(0.01, 1.0, "log"))
+    head_warmup: int = option(0, "epochs that train only the head first", min=0)
+    probe_init: bool = option(True, "start the head from a linear probe on the frozen features (LP-FT)")
+    train_bn_stats: bool = option(False, "update BatchNorm running statistics on the new data (off: kept as pretrained)")
 
 
 class Partial(Strategy):

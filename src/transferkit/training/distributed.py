@@ -15,9 +15,15 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
+from tqdm.auto import tqdm
 
-from transferkit.training.features import batch_features, merge_shards, shard_paths, use_channels_last
+from transferkit.errors import ConfigError
+
+from transferkit.inference import forward, use_channels_last
+from transferkit.training.features import merge_shards, shard_paths
+from transferkit.training.quiet import quiet_lightning
 
 log = logging.getLogger("transferkit")
 
@@ -56,7 +62,7 @@ def trainer_placement(config) -> dict:
     """
     placement = {"accelerator": config.accelerator, "devices": config.devices, "num_nodes": config.num_nodes}
     if is_distributed(config):
-        from lightning.pytorch.strategies import DDPStrategy
+        from lightning.pytorch.strategies import DDPStrategy  # deferred: loads torch.distributed only for DDP
 
         share_cpu_threads(config)
         placement["strategy"] = DDPStrategy(process_group_backend="gloo" if config.accelerator == "cpu" else None)
@@ -70,8 +76,6 @@ def share_cpu_threads(config) -> int | None:
     2 processes x 2 threads extracted features 2.4x slower than 2 x 1). An `OMP_NUM_THREADS` the
     user set wins, and GPU runs are left alone. Returns the thread count set, or None.
     """
-    import torch
-
     if config.accelerator == "gpu" or (config.accelerator == "auto" and torch.cuda.is_available()):
         return None
     if os.environ.get("OMP_NUM_THREADS"):
@@ -90,8 +94,6 @@ def check_static_schedule(config, strategy, model) -> None:
     DDP registers the trainable parameters once, when it wraps the model; layers unfrozen later
     would train on each process's own gradients and drift apart.
     """
-    from transferkit.errors import ConfigError
-
     if not is_distributed(config) or strategy.uses_cached_features:
         return
     names = strategy.group_names(model)
@@ -119,8 +121,6 @@ def extract_sharded(backbone, loader, out_path: Path, total: int, *, placement: 
     Returns:
         The merged features, memory-mapped, in every process.
     """
-    from transferkit.training.quiet import quiet_lightning
-
     quiet_lightning()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     device = next(backbone.parameters()).device
@@ -160,7 +160,7 @@ class _FeatureModule(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         inputs, _, index = batch
-        return index, batch_features(self.backbone, inputs, nhwc=self.nhwc, precision=self.feature_precision)
+        return index, forward(self.backbone, inputs, nhwc=self.nhwc, precision=self.feature_precision)
 
 
 class _ShardWriter(BasePredictionWriter):
@@ -181,8 +181,6 @@ class _ShardWriter(BasePredictionWriter):
         return path.with_name(f"{path.name}.{os.getpid()}.tmp")
 
     def on_predict_start(self, trainer, pl_module) -> None:
-        from tqdm.auto import tqdm
-
         rows, index = shard_paths(self.out_path, trainer.global_rank, trainer.world_size)
         self.paths = (index, rows)
         self.files = [open(self._partial(path), "wb") for path in self.paths]  # closed in _close

@@ -5,9 +5,14 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
 
+from transferkit import inference
+from transferkit.data import LabeledData, load_data
 from transferkit.errors import ConfigError, DataError
+from transferkit.evaluation.domain_gap import proxy_a_distance
+from transferkit.loading import run_batches, source_options
+from transferkit.strategies import STRATEGIES
+from transferkit.training.features import frozen_features
 
 log = logging.getLogger("transferkit")
 
@@ -27,8 +32,6 @@ def check_target_data(config, strategy) -> None:
 
 def warn_if_unused(config, strategy) -> None:
     if config.target_data and not strategy.needs_target_data:
-        from transferkit.strategies import STRATEGIES
-
         adapting = [n for n in STRATEGIES.names() if STRATEGIES.get(n).needs_target_data]
         log.warning("Strategy %r does not train on --target-data %s (the domain-adaptation strategies do: %s); "
                     "it is used only to measure the domain gap.", config.strategy, config.target_data,
@@ -37,11 +40,7 @@ def warn_if_unused(config, strategy) -> None:
 
 def load_target_data(config, modality: str):
     """Every sample of --target-data as one unlabeled LabeledData (labels, if any, are dropped)."""
-    from transferkit.data import LabeledData, load_data
-
-    parts = load_data(config.target_data, task=config.task, text_column=config.text_column,
-                      image_column=config.image_column, label_column=config.label_column,
-                      skip_bad_files=config.skip_bad_files, require_labels=False, min_classes=1)
+    parts = load_data(config.target_data, **source_options(config, require_labels=False, min_classes=1))
     first = next(iter(parts.values()))
     inputs = [item for part in parts.values() for item in part.inputs]
     if not inputs:
@@ -59,42 +58,30 @@ def gap_samples(source, target, seed: int, limit: int = GAP_SAMPLES):
     return tuple(d.subset(np.sort(rng.choice(len(d), n, replace=False))) for d in (source, target))
 
 
-@torch.inference_mode()
-def backbone_features(cfg, backbone, data) -> np.ndarray:
+def current_features(cfg, backbone, data) -> np.ndarray:
     """Features of `data` from `backbone` as it is now (never cached: a trained backbone changes them)."""
-    from transferkit.training.features import batch_features, channels_last
-    from transferkit.training.fit import data_loader
-
-    backbone.eval()
-    with channels_last(backbone) as nhwc:
-        rows = [batch_features(backbone, inputs, nhwc=nhwc, precision=cfg.precision).cpu().numpy()
-                for inputs, _, _ in data_loader(cfg, backbone, data, train=False)]
-    return np.concatenate(rows)
+    return inference.outputs(backbone, run_batches(cfg, backbone, data, train=False), precision=cfg.precision)
 
 
 class DomainGap:
     """The proxy A-distance between source training and target samples, before and after training."""
 
-    def __init__(self, prep):
-        from transferkit.training.fit import frozen_features
-
-        cfg = prep.config
+    def __init__(self, plan):
+        cfg = plan.config
         self.seed = cfg.seed
-        self.samples = gap_samples(prep.splits["train"], prep.target, cfg.seed)
-        backbone = prep.model.backbone
+        self.samples = gap_samples(plan.splits["train"], plan.target, cfg.seed)
+        backbone = plan.model.backbone
         # Pretrained features come from the feature cache; a random init differs per seed, so it is not cached.
         features = ((lambda d, name: frozen_features(cfg, backbone, d, name)) if backbone.pretrained
-                    else (lambda d, name: backbone_features(cfg, backbone, d)))
+                    else (lambda d, name: current_features(cfg, backbone, d)))
         self.before = self._distance(*(features(d, f"{name} (domain gap)")
                                        for d, name in zip(self.samples, ("source", "target"))))
 
     def _distance(self, source: np.ndarray, target: np.ndarray) -> float:
-        from transferkit.evaluation.domain_gap import proxy_a_distance
-
         return round(proxy_a_distance(source, target, seed=self.seed), 4)
 
     def measure(self, cfg, model) -> dict:
         """metrics.json's `domain_gap`, with the trained `model`'s features for `after`."""
-        after = self._distance(*(backbone_features(cfg, model.backbone, d) for d in self.samples))
+        after = self._distance(*(current_features(cfg, model.backbone, d) for d in self.samples))
         return {"proxy_a_distance_before": self.before, "proxy_a_distance_after": after,
                 "samples_per_domain": len(self.samples[0])}

@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from tqdm.auto import tqdm
+
+from transferkit.config import RunConfig
+from transferkit.errors import ConfigError
+from transferkit.inference import batch_outputs
+from transferkit.loading import run_batches
 
 CACHE_VERSION = 1
 
@@ -28,77 +33,20 @@ def cache_key(backbone, data, *, image_size: int | None, max_length: int | None,
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def autocast(precision: str):
-    """bf16 autocast on CPU (or CUDA) when asked; a no-op context otherwise."""
-    if precision == "bf16":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.autocast(device_type=device, dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def use_channels_last(module: torch.nn.Module, enable: bool = True) -> bool:
-    """Put a convnet's weights in channels-last (NHWC) layout, or back with `enable=False`.
-
-    oneDNN's CPU kernels (and cuDNN's with mixed precision) run convolutions faster on NHWC: about
-    1.2x in fp32 and 1.5x with bf16 for EfficientNet-Lite0 at 64x64 here. Callers put the weights
-    back when done, so every process of a DDP run wraps the same layout.
-
-    Returns:
-        True when the module has 2-D convolutions (and was converted).
-    """
-    if not any(isinstance(m, torch.nn.Conv2d) for m in module.modules()):
-        return False
-    layout = torch.channels_last if enable else torch.contiguous_format
-    with torch.inference_mode(False), torch.no_grad():  # inference-mode weights could not train afterwards
-        module.to(memory_format=layout)
-    return True
-
-
-@contextmanager
-def channels_last(module: torch.nn.Module):
-    """Within the block the module's weights are NHWC (yields whether it is a convnet); then as before."""
-    nhwc = use_channels_last(module)
-    try:
-        yield nhwc
-    finally:
-        if nhwc:
-            use_channels_last(module, enable=False)
-
-
-def channels_last_inputs(inputs):
-    """Image batches (N, C, H, W) in channels-last layout; anything else unchanged."""
-    if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
-        return inputs.contiguous(memory_format=torch.channels_last)
-    return inputs
-
-
-@torch.inference_mode()
 def extract_features(backbone, loader, out_path: Path, total: int, *, precision: str = "32",
                      device: str = "cpu", desc: str = "features") -> np.ndarray:
     """Run the frozen backbone once over `loader`, streaming rows into a memory-mapped .npy."""
-    from tqdm.auto import tqdm
-
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp.npy")
     array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(total, backbone.num_features))
-    backbone.eval().to(device)
-    with channels_last(backbone) as nhwc, tqdm(total=total, desc=desc, unit="sample", leave=False,
-                                               dynamic_ncols=True) as bar:
-        for inputs, _, index in loader:
-            array[index.numpy()] = batch_features(backbone, _to_device(inputs, device), nhwc=nhwc,
-                                                  precision=precision).cpu().numpy()
+    with tqdm(total=total, desc=desc, unit="sample", leave=False, dynamic_ncols=True) as bar:
+        for rows, index in batch_outputs(backbone, loader, precision=precision, device=device):
+            array[index.numpy()] = rows.numpy()
             bar.update(len(index))
     array.flush()
     del array
     os.replace(tmp, out_path)
     return np.load(out_path, mmap_mode="r")
-
-
-def batch_features(backbone, inputs, *, nhwc: bool, precision: str) -> torch.Tensor:
-    """One batch through the frozen backbone, as float32 (the same computation in every process)."""
-    inputs = channels_last_inputs(inputs) if nhwc else inputs
-    with autocast(precision):
-        return backbone(inputs).float()
 
 
 def cached_features(backbone, data, make_loader, *, image_size, max_length, weights, precision="32",
@@ -123,12 +71,24 @@ def cached_features(backbone, data, make_loader, *, image_size, max_length, weig
             pass  # a damaged cache file is recomputed below
     processes = placement["devices"] * placement["num_nodes"] if placement else 1
     if 1 < processes <= len(data):  # fewer samples than processes: each process extracts them all
-        from transferkit.training.distributed import extract_sharded
+        from transferkit.training.distributed import extract_sharded  # deferred: imports lightning
 
         return extract_sharded(backbone, make_loader(data), path, len(data), placement=placement,
                                precision=precision, desc=desc), False
     return extract_features(backbone, make_loader(data), path, len(data), precision=precision,
                             device=device, desc=desc), False
+
+
+def frozen_features(cfg: RunConfig, backbone, data, name: str = "data") -> np.ndarray:
+    """Features of `data` from the frozen `backbone`, read from the on-disk cache or computed into it."""
+    from transferkit.training.distributed import trainer_placement  # deferred: imports lightning
+
+    feats, _ = cached_features(
+        backbone, data, lambda d: run_batches(cfg, backbone, d, train=False), image_size=cfg.image_size,
+        max_length=cfg.max_length, weights=cfg.weights, precision=cfg.precision, desc=f"features {name}",
+        cache_dir=Path(cfg.feature_cache) if cfg.feature_cache else None,
+        placement=trainer_placement(cfg))  # several processes share the extraction
+    return np.asarray(feats)
 
 
 def shard_paths(out_path: Path, rank: int, world: int) -> tuple[Path, Path]:
@@ -146,8 +106,6 @@ def merge_shards(out_path: Path, total: int, width: int, world: int, chunk: int 
         ConfigError: a shard is missing (several machines without a shared cache folder).
         RuntimeError: the shards together do not hold every sample exactly once.
     """
-    from transferkit.errors import ConfigError
-
     shards = [shard_paths(out_path, rank, world) for rank in range(world)]
     missing = [str(rank) for rank, (rows_path, _) in enumerate(shards) if not rows_path.is_file()]
     if missing:
@@ -174,8 +132,3 @@ def merge_shards(out_path: Path, total: int, width: int, world: int, chunk: int 
     for path in (p for pair in shards for p in pair):
         path.unlink(missing_ok=True)
 
-
-def _to_device(inputs, device):
-    if isinstance(inputs, dict):
-        return {k: v.to(device) for k, v in inputs.items()}
-    return inputs.to(device)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from transferkit.evaluation.metrics import task_metrics
+from transferkit.inference import channels_last_inputs, use_channels_last
+from transferkit.model import TargetScaling
 from transferkit.training import optim
-from transferkit.training.features import channels_last_inputs, use_channels_last
+
+
+class Batch(NamedTuple):
+    """A training batch: the data loaders' (inputs, targets, sample index), plus, for a strategy that
+    `needs_target_data`, the inputs of a batch of unlabeled target-domain samples."""
+
+    inputs: Any
+    targets: torch.Tensor
+    index: torch.Tensor
+    target_inputs: Any = None
 
 
 class TransferModule(L.LightningModule):
@@ -18,16 +31,16 @@ class TransferModule(L.LightningModule):
     Args:
         model: backbone + head.
         strategy: supplies parameter groups, the unfreezing schedule and extra loss terms.
-        task: "classification" or "regression" (targets standardised with `target_stats`).
+        task: "classification" or "regression" (targets standardised with `scaling`).
         lr: base learning rate (the head's); groups scale it.
         weight_decay: AdamW weight decay unless a group overrides it.
         total_steps: optimisation steps of the whole run, for the cosine schedule.
         features_input: batches hold cached backbone features instead of raw inputs.
-        target_stats: (mean, std) of regression targets.
+        scaling: the regression-target standardisation (identity for classification).
     """
 
     def __init__(self, model, strategy, *, task: str, lr: float, weight_decay: float, total_steps: int,
-                 features_input: bool = False, target_stats: tuple[float, float] = (0.0, 1.0)):
+                 features_input: bool = False, scaling: TargetScaling = TargetScaling()):
         super().__init__()
         self.model = model
         self.strategy = strategy
@@ -36,7 +49,7 @@ class TransferModule(L.LightningModule):
         self.weight_decay = weight_decay
         self.total_steps = total_steps
         self.features_input = features_input
-        self.target_mean, self.target_std = target_stats
+        self.scaling = scaling
         self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._channels_last = False
 
@@ -51,20 +64,20 @@ class TransferModule(L.LightningModule):
     def task_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         if self.task == "classification":
             return F.cross_entropy(logits.float(), targets)
-        scaled = (targets.float() - self.target_mean) / self.target_std
-        return F.mse_loss(logits.float().squeeze(-1), scaled)
+        return F.mse_loss(logits.float().squeeze(-1), self.scaling.standardise(targets.float()))
 
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
         if self.task == "classification":
             return logits.argmax(-1)
-        return logits.float().squeeze(-1) * self.target_std + self.target_mean
+        return self.scaling.restore(logits.float().squeeze(-1))
 
     def training_step(self, batch, batch_idx):
-        inputs, targets = batch[0], batch[1]
+        batch = Batch(*batch)
+        targets = batch.targets
         self.strategy.on_train_step(self.global_step, self.total_steps)
-        outputs = self(inputs)
-        if len(batch) > 3:  # domain adaptation: (inputs, targets, index, unlabeled target-domain inputs)
-            outputs["target_domain_features"] = self(batch[3])["features"]
+        outputs = self(batch.inputs)
+        if batch.target_inputs is not None:
+            outputs["target_domain_features"] = self(batch.target_inputs)["features"]
         loss = self.task_loss(outputs["logits"], targets)
         batch_size = len(targets)
         self.log("train/task_loss", loss, on_step=False, on_epoch=True, batch_size=batch_size, sync_dist=True)

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from torch import nn
 from torch.optim import AdamW, Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-
-@dataclass
-class ParamGroup:
-    """A named set of parameters trained with `base_lr * lr_scale`."""
-
-    name: str
-    params: list[nn.Parameter]
-    lr_scale: float = 1.0
-    weight_decay: float | None = None  # None: the run's weight decay
+from transferkit.model import ParamGroup
 
 
 def _torch_group(group: ParamGroup, base_lr: float, weight_decay: float) -> dict:

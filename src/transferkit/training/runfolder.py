@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from safetensors.torch import save_file
 
 from transferkit.config import RunConfig, atomic_write_text, load_yaml, save_yaml
 from transferkit.errors import RunFolderError
-
-MODEL_META = "transferkit.json"
-FORMAT_VERSION = 1
+from transferkit.modelmeta import ModelMeta
 #: Where a run trains and writes, not what it trains: a resume may change them.
 WHERE = ("out", "accelerator", "devices", "num_nodes")
 
@@ -56,8 +56,6 @@ def open_run_folder(config: RunConfig, *, resume: bool) -> Path:
 
 
 def write_predictions(path: Path, data, preds: np.ndarray) -> None:
-    import pandas as pd
-
     frame = pd.DataFrame({"target": data.targets, "prediction": preds})
     if data.classes:
         frame["target"] = [data.classes[i] for i in data.targets]
@@ -73,8 +71,6 @@ def next_log_version(out: Path) -> str:
 
 def read_history(out: Path) -> list[dict]:
     """Per-epoch rows from Lightning's CSV logs of every attempt (train and val rows merged)."""
-    import pandas as pd
-
     paths = sorted((out / "logs").glob("attempt*/metrics.csv"), key=lambda p: int(p.parent.name[7:]))
     frames = [pd.read_csv(p) for p in paths if p.stat().st_size]
     if not frames:
@@ -87,38 +83,43 @@ def read_history(out: Path) -> list[dict]:
             for row in frame.to_dict(orient="records")]
 
 
-def write_results(out: Path, prep, model, metrics: dict, history: list[dict], train_seconds: float) -> None:
-    import pandas as pd
+def write_results(out: Path, plan, model, results) -> None:
+    """model/, history.csv and metrics.json of a finished run (metrics.json last: it marks the run finished).
 
-    save_model(out / "model", prep, model)
-    if history:
-        atomic_write_text(out / "history.csv", pd.DataFrame(history).to_csv(index=False))
-    trainable = sum(r["trainable"] for r in prep.strategy.summary(prep.model))
-    payload = {**metrics, "train_seconds": round(train_seconds, 3), "trainable_params": int(trainable),
+    Args:
+        plan: the run's `Plan`.
+        model: the model to save (`strategy.export_model` of the trained one).
+        results: the run's `Results` (metrics per split, history, seconds, head selection, domain gap).
+    """
+    save_model(out / "model", plan, model)
+    if results.history:
+        atomic_write_text(out / "history.csv", pd.DataFrame(results.history).to_csv(index=False))
+    groups = plan.strategy.summary(plan.model)
+    config = plan.config
+    payload = {**results.metrics, "train_seconds": round(results.train_seconds, 3),
+               "trainable_params": int(sum(r["trainable"] for r in groups)),
                # Of the model as trained: with parts only training uses (a domain discriminator, unmerged adapters).
-               "total_params": int(sum(p.numel() for p in prep.model.parameters())),
-               "strategy": prep.config.strategy, "model": prep.config.model, "task": prep.config.task,
-               "epochs_run": len(history), "groups": prep.strategy.summary(prep.model),
-               "n_train": len(prep.splits["train"]), "n_val": len(prep.splits["val"]),
-               "n_test": len(prep.splits["test"])}
-    if prep.choice is not None:
-        payload["strategy_choice"] = prep.choice.to_dict()
-    if getattr(prep, "head_selection", None):
-        payload["head_selection"] = prep.head_selection
-    if getattr(prep, "target", None) is not None:
-        payload["target_data"] = prep.config.target_data
-        payload["n_target"] = len(prep.target)
+               "total_params": int(sum(p.numel() for p in plan.model.parameters())),
+               "strategy": config.strategy, "model": config.model, "task": config.task,
+               "epochs_run": len(results.history), "groups": groups,
+               "n_train": len(plan.splits["train"]), "n_val": len(plan.splits["val"]),
+               "n_test": len(plan.splits["test"])}
+    if plan.choice is not None:
+        payload["strategy_choice"] = plan.choice.to_dict()
+    if results.head_selection:
+        payload["head_selection"] = results.head_selection
+    if plan.target is not None:
+        payload["target_data"] = config.target_data
+        payload["n_target"] = len(plan.target)
         # Target labels (in --test-data) are only scored, never used to pick the checkpoint.
-        payload["model_selection"] = ("source validation split" if len(prep.splits["val"])
+        payload["model_selection"] = ("source validation split" if len(plan.splits["val"])
                                       else "last epoch (no source validation split)")
-        payload["domain_gap"] = prep.domain_gap
+        payload["domain_gap"] = results.domain_gap
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2, default=float))
 
 
-def save_model(folder: Path, prep, model) -> None:
-    """Weights as safetensors plus what predict needs: backbone id, labels, preprocessing."""
-    from safetensors.torch import save_file
-
+def save_model(folder: Path, plan, model) -> None:
+    """Weights as safetensors plus what predict needs (ModelMeta): backbone id, labels, preprocessing."""
     folder.mkdir(parents=True, exist_ok=True)
     backbone = model.backbone
     backbone.save_preprocessing(folder)
@@ -126,21 +127,8 @@ def save_model(folder: Path, prep, model) -> None:
     tmp = folder / ".model.safetensors.tmp"
     save_file(state, str(tmp))
     os.replace(tmp, folder / "model.safetensors")
-    head_kind = "mlp" if prep.config.head == "mlp" else "linear"
-    meta = {"format_version": FORMAT_VERSION, "backbone": prep.config.model, "task": prep.config.task,
-            "classes": prep.splits["train"].classes, "modality": backbone.data_spec.modality,
-            "data_spec": backbone.data_spec.to_dict(), "image_size": prep.config.image_size,
-            "max_length": prep.config.max_length, "head": head_kind, "num_features": backbone.num_features,
-            "target_stats": list(prep.target_stats), "precision": prep.config.precision}
-    atomic_write_text(folder / MODEL_META, json.dumps(meta, indent=2))
-
-
-def read_model_meta(folder: Path) -> dict:
-    path = Path(folder) / "model" / MODEL_META
-    if not path.is_file():
-        raise RunFolderError(f"{folder} is not a transferkit run: {path} is missing. "
-                             "Point to a folder written by `transferkit fit --out`.")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunFolderError(f"{path} is damaged ({exc}); re-run fit to rebuild it.") from None
+    config = plan.config
+    ModelMeta(backbone=config.model, task=config.task, classes=plan.splits["train"].classes,
+              modality=backbone.data_spec.modality, data_spec=backbone.data_spec, image_size=config.image_size,
+              max_length=config.max_length, head="mlp" if config.head == "mlp" else "linear",
+              num_features=backbone.num_features, scaling=plan.scaling, precision=config.precision).save(folder)

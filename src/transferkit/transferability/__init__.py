@@ -1,6 +1,6 @@
-"""Transferability: score pretrained backbones on labeled data before training, and rank them."""
+"""Transferability scores: how well a frozen backbone suits labeled data, before training (LogME, H-score,
+LEEP, NCE). Ranking backbones with them is a workflow: `transferkit.workflows.ranking`."""
 
-from transferkit.transferability.ranking import Ranking, rank
 from transferkit.transferability.scores import SCORES, Score, hscore, leep, list_scores, logme, nce, register_score
 
-__all__ = ["SCORES", "Ranking", "Score", "hscore", "leep", "list_scores", "logme", "nce", "rank", "register_score"]
+__all__ = ["SCORES", "Score", "hscore", "leep", "list_scores", "logme", "nce", "register_score"]

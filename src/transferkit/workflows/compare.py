@@ -19,8 +19,15 @@ from typing import Any
 
 import yaml
 
+from transferkit import tracking
 from transferkit.config import RunConfig, atomic_write_text, load_yaml, save_yaml
 from transferkit.errors import ConfigError, RunFolderError
+from transferkit.evaluation.report import main_column, write_report
+from transferkit.modelmeta import ModelMeta
+from transferkit.options import build_config
+from transferkit.strategies import STRATEGIES, Strategy
+from transferkit.training import fit as engine
+from transferkit.training.plan import complete_config, load_splits
 
 SPEC_FILE = "comparison.yaml"
 TABLE_FILE = "comparison.csv"
@@ -74,8 +81,6 @@ def _items(value: str | Iterable, what: str) -> list:
 
 def parse_strategies(value: str | Sequence[str]) -> list[str]:
     """Strategy names from "a,b,c" or a list; UnknownNameError (with close matches) for a wrong one."""
-    from transferkit.strategies import STRATEGIES
-
     names = _items(value, "strategies")
     for name in names:
         STRATEGIES.get(name)
@@ -151,8 +156,6 @@ def shared_options(config: RunConfig | str | Path | None, options: dict[str, Any
 
 
 def _strategy_fields(strategy: str) -> set[str]:
-    from transferkit.strategies import STRATEGIES
-
     return {f.name for f in fields(STRATEGIES.get(strategy).config_class)}
 
 
@@ -167,18 +170,18 @@ def route_options(options: dict[str, Any], strategies: list[str]) -> dict[str, d
             for s in strategies}
 
 
-def cell_config(spec: dict[str, Any], cell: Cell, folder: Path) -> RunConfig:
-    """The resolved RunConfig of one cell (strategy defaults and tracker store filled in)."""
-    from transferkit import tracking
-    from transferkit.api import build_config
-    from transferkit.training.fit import resolve_config
+def cell_config(spec: dict[str, Any], cell: Cell, folder: Path) -> tuple[RunConfig, Strategy]:
+    """The completed RunConfig of one cell (strategy defaults and tracker store filled in) and its strategy.
 
+    Built once, before anything trains (so a bad option stops the whole grid), and handed to fit as is.
+    """
     options = route_options(spec["options"], spec["strategies"])[cell.strategy]
     options.setdefault("feature_cache", str(folder / "feature-cache"))
     options.setdefault("experiment", folder.resolve().name)
     config = build_config(None, **options, strategy=cell.strategy, train_per_class=cell.train_per_class,
                           seed=cell.seed, out=str(folder / "cells" / cell.name))
-    return tracking.resolve(resolve_config(config), root=folder)
+    config, strategy = complete_config(config)
+    return tracking.resolve(config, root=folder), strategy
 
 
 # ---- the comparison folder -------------------------------------------------------------------------------------
@@ -225,30 +228,26 @@ def make_spec(strategies, train_per_class, seeds, options: dict[str, Any]) -> di
             "options": options}
 
 
-def check_grid(spec: dict[str, Any], folder: Path) -> dict[Cell, RunConfig]:
+def check_grid(spec: dict[str, Any], folder: Path) -> dict[Cell, tuple[RunConfig, Strategy]]:
     """Build every cell's config and check the largest data size fits every seed's split, before any training."""
-    from transferkit.training.fit import load_splits
-
     configs = {cell: cell_config(spec, cell, folder) for cell in grid(spec)}
     sizes = [s for s in spec["train_per_class"] if s != ALL]
     if sizes:
         first = spec["strategies"][0]
         for seed in spec["seeds"]:
-            load_splits(configs[Cell(first, max(sizes), seed)])  # DataError naming the smallest class
+            load_splits(configs[Cell(first, max(sizes), seed)][0])  # DataError naming the smallest class
     return configs
 
 
 # ---- running and collecting ------------------------------------------------------------------------------------
 
-def run_cell(config: RunConfig) -> str:
+def run_cell(config: RunConfig, strategy: Strategy) -> str:
     """Fit one cell: skip it when finished, resume it when interrupted. Returns what was done."""
-    from transferkit.training.fit import fit
-
     out = Path(config.out)
     if (out / "metrics.json").is_file():
         return "finished before"
     resume = (out / "config.yaml").is_file()
-    fit(config, resume=resume, progress=False)
+    engine.fit(config, strategy=strategy, resume=resume, progress=False)
     return "resumed" if resume else "fitted"
 
 
@@ -264,13 +263,11 @@ def _numbers(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def cell_row(folder: Path, cell: Cell) -> dict[str, Any] | None:
     """The comparison.csv row of a finished cell (every number of its metrics.json), or None."""
-    from transferkit.strategies import STRATEGIES
-
     run = folder / "cells" / cell.name
     if not (run / "metrics.json").is_file():
         return None
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
-    classes = json.loads((run / "model" / "transferkit.json").read_text(encoding="utf-8")).get("classes")
+    classes = ModelMeta.from_file(run).classes
     per_class = metrics["n_train"] / len(classes) if classes else float("nan")
     return {"cell": cell.name, "strategy": cell.strategy, "train_per_class": cell.size, "seed": cell.seed,
             "labels_per_class": per_class, "pretrained": STRATEGIES.get(cell.strategy).uses_pretrained,
@@ -281,7 +278,7 @@ def cell_row(folder: Path, cell: Cell) -> dict[str, Any] | None:
 
 def collect_table(folder: str | Path, spec: dict[str, Any]):
     """comparison.csv as a DataFrame: one row per finished cell, in grid order."""
-    import pandas as pd
+    import pandas as pd  # deferred: pandas is slow to import
 
     rows = [row for cell in grid(spec) if (row := cell_row(Path(folder), cell)) is not None]
     return pd.DataFrame(rows)
@@ -325,8 +322,8 @@ def compare(config: RunConfig | str | Path | None = None, *, strategies: str | S
     configs = check_grid(spec, folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_yaml(spec, folder / SPEC_FILE)
-    for i, (cell, cell_cfg) in enumerate(configs.items(), 1):
-        done = run_cell(cell_cfg)
+    for i, (cell, (cell_cfg, strategy)) in enumerate(configs.items(), 1):
+        done = run_cell(cell_cfg, strategy)
         write_table(folder, spec)
         if progress:
             _print_cell(folder, cell, i, len(configs), done)
@@ -338,8 +335,6 @@ def compare(config: RunConfig | str | Path | None = None, *, strategies: str | S
 
 def report(folder: str | Path) -> Comparison:
     """Rebuild comparison.csv, report.md and report.html from the cells finished in `folder`."""
-    from transferkit.evaluation.report import write_report
-
     folder = Path(folder)
     spec = load_spec(folder)
     table = write_table(folder, spec)
@@ -350,8 +345,6 @@ def report(folder: str | Path) -> Comparison:
 
 
 def _print_cell(folder: Path, cell: Cell, index: int, total: int, done: str) -> None:
-    from transferkit.evaluation.report import main_column
-
     row = cell_row(folder, cell)
     column = main_column(row)
     print(f"[{index:>{len(str(total))}}/{total}] {cell.name}: {done}, {column} {row[column]:.4f}, "

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transferkit.errors import RunFolderError
+from transferkit.options import build_config
+from transferkit.runs import Run
+from transferkit.training import fit as engine
+
 QUICKSTART_STRATEGIES = ("feature-extraction", "full", "scratch")
 
 
@@ -13,21 +18,19 @@ def quickstart(out: str | Path = "runs/quickstart", *, train_per_class: int = 50
 
     Finished runs in `out` are reused, so an interrupted quickstart picks up where it stopped.
     """
-    from rich.console import Console
+    from rich.console import Console  # deferred: only printing needs rich
     from rich.table import Table
-
-    from transferkit.api import fit, load_run
-    from transferkit.errors import RunFolderError
 
     rows = []
     for strategy in QUICKSTART_STRATEGIES:
         folder = Path(out) / strategy
         try:
-            run = load_run(folder)
+            run = Run.load(folder)
         except RunFolderError:
             resume = (folder / "config.yaml").is_file()
-            run = fit(data=data, model=model, strategy=strategy, train_per_class=train_per_class,
-                      image_size=image_size, seed=seed, out=str(folder), resume=resume, progress=True)
+            config = build_config(data=data, model=model, strategy=strategy, train_per_class=train_per_class,
+                                  image_size=image_size, seed=seed, out=str(folder))
+            run = engine.fit(config, resume=resume, progress=True)
         m = run.metrics
         rows.append({"strategy": strategy, "test_accuracy": m["test"]["accuracy"],
                      "macro_f1": m["test"]["macro_f1"], "train_seconds": m["train_seconds"],

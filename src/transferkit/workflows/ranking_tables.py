@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.table import Table
+
 
 def ranking_table(ranking):
     """Candidates best first: each score, and the fine-tuned accuracy when validated."""
-    from rich.table import Table
-
     validated = any("accuracy" in row for row in ranking.rows)
     samples = ranking.rows[0]["samples"] if ranking.rows else 0
     table = Table(title=f"ranked by {ranking.sort_by} ({samples} samples)")
@@ -22,8 +22,6 @@ def ranking_table(ranking):
 
 def timing_table(ranking):
     """Seconds each candidate took: its features, each score, and fine-tuning when validated."""
-    from rich.table import Table
-
     tuned = any("finetune_s" in row for row in ranking.rows)
     table = Table(title="seconds (cached features load in next to no time)")
     for col in ("model", "features", *ranking.scores, *(["fine-tuning"] if tuned else [])):
@@ -36,8 +34,6 @@ def timing_table(ranking):
 
 def correlation_table(ranking):
     """Kendall's tau between each score and the fine-tuned accuracy."""
-    from rich.table import Table
-
     strategies = sorted({row.get("finetune_strategy", "") for row in ranking.rows} - {""})
     table = Table(title=f"rank correlation with fine-tuned accuracy ({', '.join(strategies)})")
     for col in ("score", "Kendall's tau", "p-value", "candidates"):

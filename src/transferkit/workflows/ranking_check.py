@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 from transferkit.errors import RunFolderError
-from transferkit.transferability.ranking import RANDOM_SUFFIX, Ranking, run_folder_name
+from transferkit.options import build_config
+from transferkit.runs import Run
+from transferkit.training import fit as engine
 
+#: A candidate named `<model>@random` is `<model>` with random weights: a control that should rank last.
+RANDOM_SUFFIX = "@random"
 #: Random-init controls train from scratch: the fine-tuning recipes (a lower backbone learning rate,
 #: fixed BatchNorm statistics, a probe-initialised head) assume weights worth keeping.
 CONTROL_STRATEGY = "scratch"
 
 
-def validate_ranking(ranking: Ranking, data: str, options: dict[str, Any], *, strategy: str, epochs: int) -> None:
+def validate_ranking(ranking, data: str, options: dict[str, Any], *, strategy: str, epochs: int) -> None:
     """Add `accuracy` (test, else val) and `finetune_s` to each row, and Kendall's tau per score."""
     for row in ranking.rows:
         run = fine_tune(row["model"], data, options, strategy=strategy, epochs=epochs,
@@ -27,16 +32,15 @@ def validate_ranking(ranking: Ranking, data: str, options: dict[str, Any], *, st
 
 def fine_tune(model: str, data: str, options: dict[str, Any], *, strategy: str, epochs: int, folder: Path):
     """A finished run of `model` on `data`: reused when one with these settings exists, else fitted (or resumed)."""
-    from transferkit.api import fit, load_run
-
     base = model.removesuffix(RANDOM_SUFFIX)
     settings = {k: v for k, v in options.items() if v is not None}
     settings.update(data=data, model=base, strategy=strategy if base == model else CONTROL_STRATEGY, epochs=epochs)
     out = folder / run_folder_name(model)
     try:
-        run = load_run(out)
+        run = Run.load(out)
     except RunFolderError:
-        return fit(out=str(out), resume=(out / "config.yaml").is_file(), progress=False, **settings)
+        return engine.fit(build_config(out=str(out), **settings), resume=(out / "config.yaml").is_file(),
+                          progress=False)
     stale = [k for k, v in settings.items() if getattr(run.config, k, v) != v]
     if stale:
         raise RunFolderError(f"{out} holds a validation run with other settings ({', '.join(stale)}); "
@@ -44,9 +48,14 @@ def fine_tune(model: str, data: str, options: dict[str, Any], *, strategy: str, 
     return run
 
 
+def run_folder_name(model: str) -> str:
+    """A folder name for a candidate (`hf:./my-encoder` -> `hf_._my-encoder`)."""
+    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", model)
+
+
 def correlations(rows: list[dict[str, Any]], scores: list[str]) -> dict[str, dict[str, Any]]:
     """Kendall's tau (and its p-value) between each score and the measured accuracy, over candidates."""
-    from scipy.stats import kendalltau
+    from scipy.stats import kendalltau  # deferred: scipy.stats is slow to import
 
     result = {}
     for score in scores:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,12 +16,17 @@ from typing import Any
 
 import numpy as np
 
+import torch
+
+from transferkit.backbones import create_backbone
 from transferkit.config import RunConfig, atomic_write_text
 from transferkit.errors import ConfigError
+from transferkit.training.features import frozen_features
+from transferkit.training.plan import load_splits
 from transferkit.transferability.scores import SCORES
+from transferkit.workflows.ranking_check import RANDOM_SUFFIX, run_folder_name, validate_ranking
+from transferkit.workflows.ranking_tables import correlation_table, ranking_table, timing_table
 
-#: A candidate named `<model>@random` is `<model>` with random weights: a control that should rank last.
-RANDOM_SUFFIX = "@random"
 
 
 @dataclass
@@ -45,14 +49,12 @@ class Ranking:
     folder: Path | None = None
 
     def frame(self):
-        import pandas as pd
+        import pandas as pd  # deferred: pandas is slow to import
 
         return pd.DataFrame(self.rows)
 
     def print_table(self) -> None:
-        from rich.console import Console
-
-        from transferkit.transferability.report import correlation_table, ranking_table, timing_table
+        from rich.console import Console  # deferred: only printing needs rich
 
         console = Console()
         console.print(ranking_table(self))
@@ -85,8 +87,6 @@ def rank(data: str, models: Sequence[str] | str, *, scores: Sequence[str] | str 
         **options: RunConfig fields for data and preprocessing, e.g. train_per_class=50,
             image_size=64, max_length=64, seed=0, text_column="review".
     """
-    from transferkit.training.fit import load_splits
-
     candidates = _candidates(models, control)
     names = _score_names(scores, sort_by)
     config = _base_config(data, candidates[0], options)
@@ -99,8 +99,6 @@ def rank(data: str, models: Sequence[str] | str, *, scores: Sequence[str] | str 
     rows.sort(key=lambda row: -np.inf if row[sort_by] is None else row[sort_by], reverse=True)
     ranking = Ranking(rows, sort_by, names, folder=Path(out) if out is not None else None)
     if validate:
-        from transferkit.transferability.validate import validate_ranking
-
         validate_ranking(ranking, data, options, strategy=validate_strategy, epochs=validate_epochs)
     if out is not None:
         write_ranking(ranking)
@@ -111,8 +109,6 @@ def rank(data: str, models: Sequence[str] | str, *, scores: Sequence[str] | str 
 
 def score_candidate(config: RunConfig, name: str, train, names: list[str]) -> dict[str, Any]:
     """Features of `train` from candidate `name`, and each score with the seconds it took."""
-    from transferkit.training.fit import frozen_features
-
     backbone = candidate_backbone(config, name, train.modality)
     start = time.perf_counter()
     features = frozen_features(config, backbone, train, name)
@@ -136,10 +132,6 @@ def score_candidate(config: RunConfig, name: str, train, names: list[str]) -> di
 
 def candidate_backbone(config: RunConfig, name: str, modality: str):
     """Backbone `name`, pretrained unless it ends in @random (then seeded with the run's seed)."""
-    import torch
-
-    from transferkit.backbones import create_backbone
-
     base = name.removesuffix(RANDOM_SUFFIX)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)
@@ -153,8 +145,6 @@ def candidate_backbone(config: RunConfig, name: str, modality: str):
 
 def source_probabilities(classifier, features: np.ndarray, batch: int = 4096) -> np.ndarray:
     """Softmax of the backbone's source (e.g. ImageNet) classifier applied to its pooled features."""
-    import torch
-
     parts = []
     with torch.inference_mode():
         for i in range(0, len(features), batch):
@@ -170,11 +160,6 @@ def write_ranking(ranking: Ranking) -> None:
     payload = {"sort_by": ranking.sort_by, "scores": ranking.scores, "rows": ranking.rows,
                "correlations": ranking.correlations}
     atomic_write_text(folder / "ranking.json", json.dumps(payload, indent=2, default=float))
-
-
-def run_folder_name(model: str) -> str:
-    """A folder name for a candidate (`hf:./my-encoder` -> `hf_._my-encoder`)."""
-    return re.sub(r"[^A-Za-z0-9_.@-]+", "_", model)
 
 
 def _candidates(models: Sequence[str] | str, control: bool) -> list[str]:

@@ -1,7 +1,15 @@
-"""TransferModel: a backbone plus a new head; the unit that strategies adapt and runs save."""
+"""The model nouns every part shares: TransferModel (backbone + head), its heads, named parameter groups
+and the regression-target scaling.
+
+Strategies adapt a TransferModel, the engine trains it, runs save and reload it; all of them import
+these names from here, so none of them imports another for them.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -10,6 +18,42 @@ from transferkit.backbones.base import Backbone
 from transferkit.errors import ConfigError
 
 NN_HEADS = ("linear", "mlp")
+
+
+@dataclass
+class ParamGroup:
+    """A named set of parameters trained with `base_lr * lr_scale` (built into the optimizer by training.optim)."""
+
+    name: str
+    params: list[nn.Parameter]
+    lr_scale: float = 1.0
+    weight_decay: float | None = None  # None: the run's weight decay
+
+
+@dataclass(frozen=True)
+class TargetScaling:
+    """Regression targets are trained standardised: `(y - mean) / std`; outputs are mapped back with `restore`.
+
+    Classification runs keep the identity (0, 1). Built once, from the training targets (`of`).
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def of(cls, task: str, targets: np.ndarray) -> TargetScaling:
+        if task != "regression":
+            return cls()
+        return cls(float(np.mean(targets)), float(np.std(targets) or 1.0))
+
+    def standardise(self, values):
+        return (values - self.mean) / self.std
+
+    def restore(self, values):
+        return values * self.std + self.mean
+
+    def as_tuple(self) -> tuple[float, float]:
+        return (self.mean, self.std)
 
 
 def make_head(kind: str, in_features: int, out_features: int, hidden: int = 256, dropout: float = 0.1) -> nn.Module:
