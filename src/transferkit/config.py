@@ -292,6 +292,11 @@ class RunConfig:
         return _option_specs(cls)
 
     @classmethod
+    def spec(cls, name: str) -> OptionSpec:
+        """The OptionSpec of the option called `name`."""
+        return next(spec for spec in cls.options() if spec.name == name)
+
+    @classmethod
     def field_help(cls) -> dict[str, str]:
         """{option name: help line with the values it takes and its default} (for --help and docs)."""
         return {spec.name: spec.describe() for spec in cls.options()}
@@ -344,7 +349,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     odd = [k for k in values if not isinstance(k, str)]
     if odd:
         raise ConfigError(f"Config file {path}: {odd[0]!r} is not an option name; write option: value lines.")
-    return {k.replace("-", "_"): v for k, v in values.items()}
+    values = {k.replace("-", "_"): v for k, v in values.items()}
+    if "strategy_options" in values:  # callers merge into it before RunConfig checks the rest
+        values["strategy_options"] = RunConfig.spec("strategy_options").coerce(values["strategy_options"])
+    return values
 
 
 def save_yaml(values: dict[str, Any], path: str | Path) -> None:
