@@ -102,7 +102,7 @@ def test_other_os_errors_pass_through_unchanged(tmp_path):
 def test_device_of_a_path_not_yet_created_names_its_file_system(tmp_path):
     description = device_of(tmp_path / "a" / "b" / "c.json")
     mount = description.split(" (")[0]
-    assert os.path.ismount(mount) and str(tmp_path).startswith(mount) and " free)" in description
+    assert os.path.ismount(mount) and str(tmp_path).startswith(mount) and " size " in description
 
 
 @pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])

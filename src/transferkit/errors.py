@@ -128,7 +128,10 @@ def writing(path: str | Path, fix: str = "choose another --out") -> Iterator[Non
 
 
 def device_of(path: Path) -> str:
-    """'<mount point> (<device>, <free> free)' of the file system holding `path` (its nearest existing folder)."""
+    """'<mount point> (<device>, size <total>)' of the file system holding `path` (its nearest existing folder).
+
+    The size, not the free space: by the time a failed write is reported its partial file is gone.
+    """
     existing = Path(os.path.abspath(path))
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -136,9 +139,9 @@ def device_of(path: Path) -> str:
     with contextlib.suppress(OSError):
         while mount != mount.parent and not os.path.ismount(mount):
             mount = mount.parent
-        free = shutil.disk_usage(mount).free
+        total = shutil.disk_usage(mount).total
         source = _mount_sources().get(str(mount))
-        return f"{mount} ({source + ', ' if source else ''}{_size(free)} free)"
+        return f"{mount} ({source + ', ' if source else ''}size {_size(total)})"
     return str(mount)
 
 
