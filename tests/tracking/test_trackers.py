@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 import transferkit
@@ -68,7 +70,6 @@ def test_fit_logs_params_epochs_final_metrics_and_artifacts_to_mlflow(tmp_path, 
 
 def test_the_mlflow_model_of_a_run_predicts_raw_inputs_like_the_run(tmp_path, monkeypatch, color_images):
     import mlflow.pyfunc
-    import pandas as pd
 
     monkeypatch.chdir(tmp_path)
     run = transferkit.fit(data=str(color_images), strategy="full", epochs=1, tracker="mlflow",
@@ -183,3 +184,30 @@ def test_unknown_tracker_is_refused_before_anything_is_written(cli_error, tmp_pa
                         "--out", tmp_path / "r")
     assert "Unknown tracker 'mlfow'" in message and "Did you mean 'mlflow'" in message
     assert not (tmp_path / "r").exists()
+
+
+TEXTS = ["a b", "c"]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: TEXTS, lambda: tuple(TEXTS), lambda: np.array(TEXTS), lambda: pd.Series(TEXTS),
+    lambda: pd.DataFrame({"id": [1, 2], "text": TEXTS}), lambda: pd.DataFrame({"review": TEXTS}),
+], ids=["list", "tuple", "array", "series", "frame-with-column", "frame-of-one-column"])
+def test_mlflow_model_reads_lists_arrays_series_and_frames(make):
+    from transferkit.tracking.mlflow_model import raw_inputs
+
+    assert raw_inputs(make(), "text") == TEXTS
+    assert raw_inputs("one text", "text") == ["one text"]
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    ("two-columns", r"reads column 'text'; the input has \['id', 'review'\]\. Pass a DataFrame with a 'text' column"),
+    ("numbers", r"takes image paths or texts as strings; got float 0\.5"),
+])
+def test_mlflow_model_refuses_what_it_cannot_read(given, message):
+    from transferkit.errors import DataError
+    from transferkit.tracking.mlflow_model import raw_inputs
+
+    value = pd.DataFrame({"id": [1], "review": ["x"]}) if given == "two-columns" else [0.5]
+    with pytest.raises(DataError, match=message):
+        raw_inputs(value, "text")
