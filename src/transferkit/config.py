@@ -272,7 +272,7 @@ class RunConfig:
                                               default_factory=dict)
     tracker: str = option("csv", help="experiment tracker besides the CSV log", choices=tracker_names)
     tracking_uri: str | None = option(None, help="MLflow store URI; default: sqlite:///<output root>/mlflow.db")
-    experiment: str | None = option(None, help="MLflow experiment name; default: transferkit (compare: its folder name)")
+    experiment: str | None = option(None, help="MLflow experiment name; default: transferkit (compare: its folder)")
     feature_cache: str | None = option(None, help="folder of cached frozen-backbone features")
     accelerator: str = option("auto", help="where to train", choices=ACCELERATORS)
     devices: int = option(1, help="processes per node; more than one trains with DDP", min=1)

@@ -1,7 +1,8 @@
-"""MLflow: params, per-epoch metrics, final metrics and run-folder files in an MLflow store.
+"""MLflow: params, per-epoch metrics, final metrics, run-folder files and the model in an MLflow store.
 
 The store defaults to a SQLite database next to the run folder (`sqlite:///<root>/mlflow.db`) with
 artifacts in `<root>/mlartifacts/`; browse it with `mlflow ui --backend-store-uri sqlite:///<root>/mlflow.db`.
+A finished run's model is an MLflow pyfunc model at `runs:/<run id>/model` (see mlflow_model.py).
 """
 
 from __future__ import annotations
