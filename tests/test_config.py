@@ -82,9 +82,11 @@ def test_messages_say_what_the_option_takes():
 
 
 def test_a_choice_lists_the_choices_and_the_closest_match():
-    with pytest.raises(ConfigError, match=r"^Unknown tracker 'mlfow'\. Choose one of: csv, tensorboard, mlflow\. "
-                                          r"Did you mean 'mlflow'\?$"):
+    with pytest.raises(ConfigError, match=r"^Unknown tracker 'mlfow'\. Did you mean 'mlflow'\? "
+                                          r"Choose one of: csv, tensorboard, mlflow\.$"):
         RunConfig.from_dict({**REQUIRED, "tracker": "mlfow"})
+    with pytest.raises(ConfigError, match=r"^Unknown accelerator 'tpu'\. Choose one of: auto, cpu, gpu\.$"):
+        RunConfig.from_dict({**REQUIRED, "accelerator": "tpu"})  # no guess among three listed names
 
 
 def test_a_yaml_boolean_given_to_a_choice_says_to_quote_it(tmp_path):

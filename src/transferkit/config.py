@@ -142,8 +142,9 @@ class OptionSpec:
         choices = self.choices
         if choices is not None and converted not in choices:
             what = self.name.replace("_", " ")
-            raise ConfigError(f"Unknown {what} {given!r}. Choose one of: {', '.join(choices)}."
-                              f"{suggest(str(converted), choices)}")
+            # All choices are listed, so only a near-certain typo gets a suggestion.
+            close = suggest(str(converted), choices, cutoff=0.75)
+            raise ConfigError(f"Unknown {what} {given!r}.{close} Choose one of: {', '.join(choices)}.")
         if self.type not in (int, float):
             return
         in_range = (math.isfinite(converted)

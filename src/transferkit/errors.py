@@ -170,9 +170,9 @@ def _size(n: float) -> str:
     return f"{n:.1f} {unit}"
 
 
-def suggest(name: str, choices: Iterable[str]) -> str:
-    """Return ' Did you mean X?' for the closest matches of `name`, or ''."""
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+def suggest(name: str, choices: Iterable[str], cutoff: float = 0.5) -> str:
+    """Return ' Did you mean X?' for the closest matches of `name` (difflib ratio >= `cutoff`), or ''."""
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=cutoff)
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
