@@ -91,6 +91,13 @@ def test_each_refusal_errno_maps_to_its_error(tmp_path, code, kind, words):
     assert isinstance(converted, TransferkitError) and "\n" not in str(converted)
 
 
+def test_the_path_defaults_to_the_file_the_os_error_names(tmp_path):
+    converted = io_error(OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "best.ckpt")))
+    assert isinstance(converted, DiskSpaceError) and f"writing {tmp_path / 'best.ckpt'};" in str(converted)
+    nameless = OSError(errno.ENOSPC, "No space left on device")
+    assert io_error(nameless) is nameless  # nothing to name: left as it was
+
+
 def test_other_os_errors_pass_through_unchanged(tmp_path):
     missing = OSError(errno.ENOENT, "No such file or directory")
     assert io_error(missing, tmp_path / "x") is missing

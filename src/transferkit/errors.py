@@ -96,15 +96,16 @@ _WRITE_ERRORS = {
 }
 
 
-def io_error(exc: OSError, path: str | Path, fix: str = "choose another --out") -> Exception:
+def io_error(exc: OSError, path: str | Path | None = None, fix: str = "choose another --out") -> Exception:
     """The TransferkitError for an OSError raised while writing `path`, or `exc` itself when none fits.
 
     Args:
         exc: the error the write raised.
-        path: the file (or folder) being written.
+        path: the file (or folder) being written; default: the file the OSError names.
         fix: what the user can do instead, completing "free space or ...".
     """
-    if exc.errno not in _WRITE_ERRORS:
+    path = path or exc.filename
+    if exc.errno not in _WRITE_ERRORS or path is None:
         return exc
     kind, template = _WRITE_ERRORS[exc.errno]
     return kind(template.format(path=path, device=device_of(Path(path)), fix=fix))
