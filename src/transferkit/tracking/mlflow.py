@@ -1,18 +1,24 @@
-"""MLflow: params, per-epoch metrics, final metrics and run-folder files in an MLflow store.
+"""MLflow: params, per-epoch metrics, final metrics, run-folder files and the model in an MLflow store.
 
 The store defaults to a SQLite database next to the run folder (`sqlite:///<root>/mlflow.db`) with
 artifacts in `<root>/mlartifacts/`; browse it with `mlflow ui --backend-store-uri sqlite:///<root>/mlflow.db`.
+A finished run's model is an MLflow pyfunc model at `runs:/<run id>/model` (see mlflow_model.py).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 from transferkit.config import atomic_write_text
 from transferkit.tracking.base import RUN_ARTIFACTS, Tracker, final_metrics
 
 DEFAULT_EXPERIMENT = "transferkit"
+#: Name of the run-folder artifact inside a run's MLflow model (read by mlflow_model.py).
+RUN_ARTIFACT = "run"
 RUN_ID_FILE = Path("logs") / "mlflow.json"
 
 
@@ -61,5 +67,34 @@ class MLflowTracker(Tracker):
             if (Path(out) / name).is_file():
                 client.log_artifact(run_id, str(Path(out) / name))
         if (Path(out) / "model").is_dir():
-            client.log_artifacts(run_id, str(Path(out) / "model"), artifact_path="model")
+            log_run_model(client, run_id, Path(out))
         client.set_terminated(run_id, "FINISHED")
+
+
+def log_run_model(client, run_id: str, out: Path, artifact_path: str = "model") -> None:
+    """Log the run folder `out` as an MLflow pyfunc model at `runs:/<run_id>/<artifact_path>`.
+
+    The model holds the folder's model/, config.yaml and metrics.json (what `transferkit.load_run`
+    reads; checkpoints and logs stay local) and `mlflow_model.py`, which predicts from raw inputs.
+    """
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory(prefix="transferkit-mlflow-") as tmp:
+        run_copy = Path(tmp) / RUN_ARTIFACT
+        shutil.copytree(out / "model", run_copy / "model")
+        for name in ("config.yaml", "metrics.json"):
+            shutil.copy2(out / name, run_copy / name)
+        mlflow.pyfunc.save_model(
+            Path(tmp) / "model", python_model=str(Path(__file__).with_name("mlflow_model.py")),
+            artifacts={RUN_ARTIFACT: str(run_copy)},
+            # Stated, not inferred: inference would load and run the model in a subprocess.
+            pip_requirements=[transferkit_requirement()])
+        client.log_artifacts(run_id, str(Path(tmp) / "model"), artifact_path=artifact_path)
+
+
+def transferkit_requirement() -> str:
+    """`transferkit==<installed version>`, or plain `transferkit` when it runs from a source tree."""
+    try:
+        return f"transferkit=={importlib.metadata.version('transferkit')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "transferkit"

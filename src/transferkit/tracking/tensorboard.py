@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transferkit.config import load_yaml
 from transferkit.tracking.base import Tracker, final_metrics
 
 
 class TensorBoardTracker(Tracker):
-    """Lightning's TensorBoardLogger; the run's options as hparams, the final metrics as scalars."""
+    """Lightning's TensorBoardLogger; per-epoch metrics as scalars, the run's options as hparams.
+
+    When the run ends, its resolved options and its final metrics go to TensorBoard's HParams tab
+    (one session per finished run, so runs under one --logdir compare there side by side).
+    """
 
     name = "tensorboard"
     description = "TensorBoard event files in <run>/logs/tensorboard/ (tensorboard --logdir <runs>)"
@@ -22,6 +27,21 @@ class TensorBoardTracker(Tracker):
         return logger
 
     def finish(self, logger, out: Path) -> None:
-        final = final_metrics(out)
-        logger.log_metrics(final, step=int(final.get("final/epochs_run", 0)))
+        # Lightning writes the hparams plugin data only when given metrics: the final ones, logged as
+        # scalars by the same call (at step 0), are the HParams tab's metric columns.
+        options = load_yaml(Path(out) / "config.yaml")  # as saved: resolved, with the strategy's defaults
+        logger.log_hyperparams(hparam_values(options), metrics=final_metrics(out))
         logger.finalize("success")
+
+
+def hparam_values(options: dict) -> dict[str, str | int | float | bool]:
+    """Options as TensorBoard hparams: nested ones as `strategy_options/alpha`, lists as text, None as 'none'."""
+    flat: dict[str, str | int | float | bool] = {}
+    for key, value in options.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}/{k}": v for k, v in hparam_values(value).items()})
+        elif isinstance(value, str | int | float | bool):
+            flat[key] = value
+        else:
+            flat[key] = "none" if value is None else str(value)
+    return flat
