@@ -368,13 +368,11 @@ def _progress(total: int, done: int, *, enabled: bool):
               dynamic_ncols=True) as bar, logging_redirect_tqdm(tqdm_class=tqdm):
 
         def after_trial(study, trial) -> None:
-            if trial.state in _FINISHED:
-                bar.update(1)
-            complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if complete:
-                bar.set_postfix_str(f"best {study.best_value:.4f} (trial {study.best_trial.number})")
             if enabled:
                 bar.write(_trial_line(trial), file=sys.stderr)
+            if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                bar.set_postfix_str(f"best {study.best_value:.4f} (trial {study.best_trial.number})", refresh=False)
+            bar.update(1 if trial.state in _FINISHED else 0)
 
         yield after_trial
 
@@ -395,12 +393,10 @@ def _write_table(study, folder: Path):
 
 
 def _result(study, folder: Path, storage: str) -> TuneResult:
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    if not complete:
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise ConfigError(f"No trial of the study in {folder} finished (all were pruned or failed); "
                           "run more --trials or widen the search.")
-    best = study.best_trial
-    table = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
+    best, table = study.best_trial, study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
     return TuneResult(folder, storage, study.study_name, best.value, dict(best.params), Path(best.user_attrs["run"]),
                       table)
 
