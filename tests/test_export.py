@@ -15,7 +15,7 @@ import transferkit
 from transferkit.data.transforms import build_image_transform
 from transferkit.deploy import PREDICT_SCRIPT
 from transferkit.errors import ConfigError, ExportError
-from transferkit.exporting import export
+from transferkit.workflows.export import export
 from transferkit.training.plan import load_splits
 
 
@@ -70,7 +70,7 @@ def test_text_export_ships_its_tokenizer(copy_run, text_run):
 
 
 def test_export_refuses_a_graph_outside_the_tolerance(copy_run, fe_image_run, monkeypatch):
-    import transferkit.exporting as export_module
+    import transferkit.workflows.export as export_module
 
     folder = copy_run(fe_image_run)
     real = export_module.onnx_outputs

@@ -24,7 +24,7 @@ from transferkit.backbones import DataSpec
 from transferkit.data.transforms import build_image_transform
 from transferkit.deploy import predict_onnx
 from transferkit.deploy.preprocessing import image_preprocessing
-from transferkit.exporting import export
+from transferkit.workflows.export import export
 
 BLOCKED = ("torch", "torchvision", "timm", "transformers", "transferkit", "lightning")
 #: Runs a script with the heavy libraries made unimportable: `import torch` raises ImportError.

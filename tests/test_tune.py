@@ -22,7 +22,7 @@ import pytest
 
 import transferkit
 from transferkit.errors import ConfigError, RunFolderError, UnknownNameError
-from transferkit.tuning import PruneOnValidation, tune
+from transferkit.workflows.tune import PruneOnValidation, tune
 
 FAST = dict(model="tiny-cnn", image_size=16, epochs=2, patience=0)
 
@@ -141,7 +141,7 @@ def test_a_study_cut_off_by_ctrl_c_resumes_to_the_parameters_of_an_uninterrupted
 
 KILLED_TUNE = textwrap.dedent("""
     import sys
-    from transferkit.tuning import tune
+    from transferkit.workflows.tune import tune
 
     tune(data=sys.argv[1], out=sys.argv[2], trials=2, strategies="full,l2sp", progress=False,
          model="tiny-cnn", image_size=16, epochs=3, patience=0)
@@ -219,7 +219,7 @@ def test_cli_tune_prints_the_best_trial(cli, color_images, tmp_path):
 
 
 def test_public_functions_are_not_shadowed_by_their_modules():
-    import transferkit.exporting
-    import transferkit.tuning  # noqa: F401  (importing a submodule sets a package attribute of its name)
+    import transferkit.workflows.export
+    import transferkit.workflows.tune  # noqa: F401  (importing a submodule sets a package attribute of its name)
 
     assert transferkit.tune is transferkit.api.tune and transferkit.export is transferkit.api.export

@@ -111,7 +111,7 @@ def export(folder: str | Path, *, format: str = "onnx", tolerance: float = 1e-4,
         result = transferkit.export("runs/fe", format="onnx")
         result.model_path, result.max_abs_diff
     """
-    from transferkit.exporting import export as _export  # deferred: imports onnx
+    from transferkit.workflows.export import export as _export  # deferred: imports onnx
 
     return _export(folder, format=format, tolerance=tolerance, input_dtype=input_dtype, opset=opset)
 
@@ -120,13 +120,13 @@ def tune(config: RunConfig | str | Path | None = None, *, out: str | Path, trial
          strategies="full,l2sp,gradual", **options: Any):
     """Search lr, strategy and strategy options with Optuna; the study resumes from OUT/study.db.
 
-    Every other `fit` option passes through to each trial (see `transferkit.tuning.tune` for the rest).
+    Every other `fit` option passes through to each trial (see `transferkit.workflows.tune.tune` for the rest).
 
     Example:
         result = transferkit.tune(data="demo:mnist", model="efficientnet_lite0", image_size=64,
                                   train_per_class=20, epochs=5, trials=20, out="runs/tune-mnist")
         result.best_params, result.best_run
     """
-    from transferkit.tuning import tune as _tune  # deferred: imports optuna and lightning
+    from transferkit.workflows.tune import tune as _tune  # deferred: imports optuna and lightning
 
     return _tune(config, out=out, trials=trials, strategies=strategies, **options)

@@ -11,7 +11,6 @@ import dataclasses
 import math
 import numbers
 import os
-import secrets
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -19,9 +18,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+
 import yaml
 
-from transferkit.errors import ConfigError, suggest, writing
+from transferkit.errors import ConfigError, suggest
+from transferkit.files import atomic_write_text, save_yaml  # noqa: F401  (re-exported)
 
 TASKS = ("classification", "regression")
 PRECISIONS = ("32", "bf16")
@@ -354,39 +355,3 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if "strategy_options" in values:  # callers merge into it before RunConfig checks the rest
         values["strategy_options"] = RunConfig.spec("strategy_options").coerce(values["strategy_options"])
     return values
-
-
-def save_yaml(values: dict[str, Any], path: str | Path) -> None:
-    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write via a temporary file in the same folder and rename, so readers never see half a file.
-
-    The file gets the permissions of any file the user creates (0666 less the umask). A full disk or
-    a read-only folder raises a one-line DiskSpaceError or NotWritableError naming `path`; the
-    temporary file is removed and a previous `path` is left as it was.
-    """
-    path = Path(path)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp, fd = _create_temporary(path)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())  # a full disk may only show here (delayed allocation, NFS)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-
-
-def _create_temporary(path: Path) -> tuple[Path, int]:
-    # Not tempfile.mkstemp: it creates 0600 files, and the rename would keep that mode.
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from transferkit.backbones.base import DataSpec
-from transferkit.config import atomic_write_text
+from transferkit.files import atomic_write_text
 from transferkit.errors import RunFolderError
 from transferkit.model import TargetScaling
 

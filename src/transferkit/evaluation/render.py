@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transferkit.config import atomic_write_text
+from transferkit.files import atomic_write_text
 
 
 @dataclass

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from transferkit.config import atomic_write_text
+from transferkit.files import atomic_write_text
 from transferkit.tracking.base import RUN_ARTIFACTS, Tracker, final_metrics
 
 DEFAULT_EXPERIMENT = "transferkit"

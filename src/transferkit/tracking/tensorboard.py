@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transferkit.config import load_yaml
+from transferkit.files import read_saved_yaml
 from transferkit.tracking.base import Tracker, final_metrics
 
 
@@ -29,7 +29,7 @@ class TensorBoardTracker(Tracker):
     def finish(self, logger, out: Path) -> None:
         # Lightning writes the hparams plugin data only when given metrics: the final ones, logged as
         # scalars by the same call (at step 0), are the HParams tab's metric columns.
-        options = load_yaml(Path(out) / "config.yaml")  # as saved: resolved, with the strategy's defaults
+        options = read_saved_yaml(Path(out) / "config.yaml")  # as saved: resolved, with the strategy's defaults
         logger.log_hyperparams(hparam_values(options), metrics=final_metrics(out))
         logger.finalize("success")
 

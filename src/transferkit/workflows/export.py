@@ -30,6 +30,7 @@ from transferkit.data.transforms import build_image_transform, image_size_for
 from transferkit.deploy import PREDICT_SCRIPT
 from transferkit.deploy.preprocessing import image_preprocessing, text_preprocessing
 from transferkit.errors import ConfigError, ExportError
+from transferkit.runs import Run
 
 FORMATS = ("onnx",)
 INPUT_DTYPES = ("float32", "uint8")
@@ -113,8 +114,6 @@ def export(run, *, format: str = "onnx", tolerance: float = DEFAULT_TOLERANCE, i
         ConfigError: unknown format or input dtype, or a negative tolerance.
         ExportError: the exported graph's outputs differ from PyTorch's by more than `tolerance`.
     """
-    from transferkit.runs import Run
-
     _check_options(format, tolerance, input_dtype)
     run = run if isinstance(run, Run) else Run.load(run)
     model, facts = run.model.float().eval(), run_facts(run)
@@ -215,7 +214,7 @@ def _torch_export(wrapper, sample, path: Path, inputs, outputs, opset: int) -> N
 
 def onnx_outputs(path: Path, sample, names) -> np.ndarray:
     """Run the ONNX file at `path` on one sample (a tuple of tensors) with ONNX Runtime on the CPU."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # deferred: only export and its check need ONNX Runtime
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return session.run(None, {n: t.numpy() for n, t in zip(names, sample)})[0]
@@ -236,7 +235,7 @@ def max_abs_diff(wrapper, path: Path, samples, names) -> float:
 
 def _add_onnx_metadata(path: Path, facts: RunFacts, preprocessing: dict) -> None:
     """Class names, task and preprocessing in the graph's metadata_props, so the .onnx file describes itself."""
-    import onnx
+    import onnx  # deferred: only export needs onnx
 
     graph = onnx.load(str(path))
     props = {"transferkit.task": facts.task, "transferkit.modality": facts.modality,

@@ -29,19 +29,23 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from transferkit.files import atomic_write_text
+from transferkit.data import load_data
 from transferkit.errors import ConfigError, RunFolderError
+from transferkit.evaluation.metrics import main_metric
+from transferkit.options import build_config
+from transferkit.strategies import get_strategy_class, search_space
+from transferkit.training.fit import fit
 from transferkit.locks import LOCK_FILE, hold_lock
 
 log = logging.getLogger("transferkit")
 
 #: Strategy options tuned when the strategy has them: (kind, low, high); "log" samples log-uniformly.
-SEARCH_SPACE: dict[str, tuple[str, float, float]] = {
-    "unfreeze_every": ("int", 1, 3),
-    "alpha": ("log", 1e-4, 1.0),
-    "layer_decay": ("float", 0.5, 1.0),
-    "backbone_lr_scale": ("log", 0.01, 1.0),
-    "freeze": ("float", 0.2, 0.8),
-}
+#: {option: (kind, low, high)}, declared by the strategies' option fields.
+SEARCH_SPACE: dict[str, tuple[str, float, float]] = search_space()
 DEFAULT_STRATEGIES = "full,l2sp,gradual"
 SETTINGS_ATTR = "transferkit_settings"
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -170,8 +174,6 @@ def tune(config=None, *, out: str | Path, trials: int = 20, strategies: str | li
                                   train_per_class=20, epochs=5, trials=20, out="runs/tune-mnist")
         result.best_params, result.best_run
     """
-    from transferkit.options import build_config
-    from transferkit.evaluation.metrics import main_metric
 
     names = _strategies(strategies)
     low, high = _lr_range(lr_range)
@@ -208,8 +210,6 @@ def _optimize(study, objective, trials: int, timeout: float | None, progress: bo
 
 
 def _objective(base, folder: Path, names: list[str], lr_range, metric: str, callbacks: list):
-    from transferkit.strategies import get_strategy_class
-    from transferkit.training.fit import fit
 
     def objective(trial) -> float:
         strategy = trial.suggest_categorical("strategy", names)
@@ -301,7 +301,6 @@ def study_settings(base, strategies: list[str], lr_range: tuple[float, float], s
 
 def data_fingerprint(config) -> str:
     """A short hash of the content of --data, --test-data and --target-data (texts, arrays; image size + mtime)."""
-    from transferkit.data import load_data
 
     digest = hashlib.sha1()
     common = dict(task=config.task, text_column=config.text_column, image_column=config.image_column,
@@ -361,8 +360,6 @@ def _quiet_optuna() -> Iterator[None]:
 @contextmanager
 def _progress(total: int, done: int, *, enabled: bool):
     """An overall bar with ETA on stderr (tqdm, as feature extraction uses); yields the study callback."""
-    from tqdm.auto import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
 
     with tqdm(total=total, initial=done, desc="tune", unit="trial", file=sys.stderr, disable=not enabled,
               dynamic_ncols=True) as bar, logging_redirect_tqdm(tqdm_class=tqdm):
@@ -385,7 +382,6 @@ def _trial_line(trial) -> str:
 
 
 def _write_table(study, folder: Path):
-    from transferkit.config import atomic_write_text
 
     table = study.trials_dataframe(attrs=("number", "state", "value", "params", "user_attrs"))
     atomic_write_text(folder / "trials.csv", table.to_csv(index=False))
@@ -402,7 +398,6 @@ def _result(study, folder: Path, storage: str) -> TuneResult:
 
 
 def _strategies(strategies) -> list[str]:
-    from transferkit.strategies import get_strategy_class
 
     names = [s.strip() for s in strategies.split(",")] if isinstance(strategies, str) else list(strategies)
     if not names or not all(names):
