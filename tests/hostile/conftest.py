@@ -10,16 +10,12 @@ each mark must go when its fix lands.
 
 from __future__ import annotations
 
-import os
-import resource
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from hostile_kit import (SLOW_FIT, TIMEOUT, Result, checkpoint_written, cli_env, command, fit_args,
-                         wait_for)
+from hostile_kit import SLOW_FIT, checkpoint_written, cli_env, fit_args, run_cli, wait_for
+from launch import make_launcher
 from synthetic_data import write_color_images, write_reviews
 
 
@@ -28,43 +24,31 @@ def hostile_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hostile-cache")
 
 
+@pytest.fixture(scope="session")
+def launcher(hostile_cache):
+    """Starts `python -m transferkit` processes (launch.py: forked from one importing server, or exec'd)."""
+    launch = make_launcher(cli_env(hostile_cache))
+    yield launch
+    launch.close()
+
+
 @pytest.fixture
-def tk(hostile_cache):
-    """`tk(*argv, timeout=, umask=, memory_gb=, python_code=)`: run `python -m transferkit ARGV`; a Result.
+def tk(launcher):
+    """`tk(*argv, timeout=, umask=, memory_gb=, python_code=)`: run the CLI to its end; a Result.
 
-    `python_code` runs `python -c CODE ARGV` instead (the same `main`, set up by the code).
-
-    A run past its timeout is killed and reported as a failed assertion (a hang is a defect).
+    `python_code` runs `python -c CODE ARGV` instead (the same `main`, set up by the code). Every run has
+    an 8 GiB address-space limit so that a hostile size cannot take the shared machine's memory.
     """
-
-    def run(*argv, timeout: float = TIMEOUT, umask: int | None = None, memory_gb: float = 8,
-            python_code: str | None = None) -> Result:
-        def preexec():
-            # A hostile size must not take the shared machine's memory: past this, allocation fails.
-            limit = int(memory_gb * 2**30)
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-            if umask is not None:
-                os.umask(umask)
-
-        argv_full = [sys.executable, "-c", python_code, *map(str, argv)] if python_code else command(*argv)
-        try:
-            proc = subprocess.run(argv_full, capture_output=True, text=True, timeout=timeout,
-                                  env=cli_env(hostile_cache), preexec_fn=preexec)
-        except subprocess.TimeoutExpired as exc:
-            raise AssertionError(f"transferkit {' '.join(map(str, argv))} hung for more than {timeout} s") from exc
-        return Result(proc.returncode, proc.stdout, proc.stderr)
-
-    return run
+    return lambda *argv, **options: run_cli(launcher, *argv, **options)
 
 
 @pytest.fixture
-def spawn(hostile_cache):
-    """`spawn(*argv)`: start `python -m transferkit ARGV` in the background; the test stops it (see `stop`)."""
-    procs: list[subprocess.Popen] = []
+def spawn(launcher):
+    """`spawn(*argv)`: start the CLI in the background; the test stops it (`stop`), teardown kills leftovers."""
+    procs = []
 
-    def start(*argv) -> subprocess.Popen:
-        proc = subprocess.Popen(command(*argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=cli_env(hostile_cache))
+    def start(*argv):
+        proc = launcher.start(argv)
         procs.append(proc)
         return proc
 
@@ -87,29 +71,27 @@ def reviews(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def finished_run(tmp_path_factory, images, hostile_cache) -> Path:
+def finished_run(tmp_path_factory, images, launcher) -> Path:
     """A finished feature-extraction run of tiny-cnn (read-only for tests: copy before changing)."""
     out = tmp_path_factory.mktemp("hostile-runs") / "fe"
-    proc = subprocess.run(command(*fit_args(images, out)), capture_output=True, text=True, timeout=TIMEOUT,
-                          env=cli_env(hostile_cache))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = run_cli(launcher, *fit_args(images, out))
+    assert result.code == 0, result.text[-3000:]
     return out
 
 
 @pytest.fixture(scope="session")
-def unfinished_run(tmp_path_factory, images, hostile_cache) -> Path:
+def unfinished_run(tmp_path_factory, images, launcher) -> Path:
     """A fine-tuning run killed (SIGKILL) after its first checkpoints: resumable, not finished.
 
     Read-only for tests: copy before changing (`copy_unfinished`).
     """
     out = tmp_path_factory.mktemp("hostile-runs") / "unfinished"
-    proc = subprocess.Popen(command("fit", "--data", images, *SLOW_FIT, "--out", out), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=cli_env(hostile_cache))
+    proc = launcher.start(["fit", "--data", images, *SLOW_FIT, "--out", out])
     try:
         wait_for(lambda: checkpoint_written(out), proc, what="the slow fit's first checkpoint")
     finally:
         proc.kill()
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     assert not (out / "metrics.json").exists(), "the slow fit finished before it could be killed"
     return out
 
@@ -117,8 +99,6 @@ def unfinished_run(tmp_path_factory, images, hostile_cache) -> Path:
 @pytest.fixture
 def copy_unfinished(unfinished_run, tmp_path):
     """`copy_unfinished(name)`: a private copy of the unfinished run (shutil.copytree keeps its content)."""
-    import shutil
-
     def copy(name: str = "run") -> Path:
         return Path(shutil.copytree(unfinished_run, tmp_path / name))
 

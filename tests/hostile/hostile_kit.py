@@ -46,11 +46,19 @@ def cli_env(cache: Path) -> dict[str, str]:
     return env
 
 
-def command(*argv) -> list[str]:
-    return [sys.executable, "-m", "transferkit", *map(str, argv)]
+def run_cli(launcher, *argv, timeout: float = TIMEOUT, **options) -> Result:
+    """Run the CLI to its end (see launch.py); a run past `timeout` is killed and fails the test (a hang)."""
+    proc = launcher.start(argv, **options)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+        raise AssertionError(f"transferkit {' '.join(map(str, argv))} hung for more than {timeout} s") from None
+    return Result(proc.returncode, out, err)
 
 
-def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 60) -> Result:
+def stop(proc, sig: int = signal.SIGINT, timeout: float = 60) -> Result:
     """Send `sig` to a spawned CLI and collect its Result (SIGKILL after `timeout` if it ignores it)."""
     if proc.poll() is None:
         proc.send_signal(sig)
@@ -63,7 +71,7 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 60) 
     return Result(proc.returncode, out, err)
 
 
-def wait_for(condition, proc: subprocess.Popen | None = None, timeout: float = 90, what: str = "") -> None:
+def wait_for(condition, proc=None, timeout: float = 240, what: str = "") -> None:
     """Poll `condition()` every 20 ms until true; fail if it never is or `proc` ends first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,7 +8,7 @@ import sqlite3
 import subprocess
 
 import pytest
-from hostile_kit import (SLOW_FIT, assert_ok, assert_one_line, checkpoint_written, stop, stray_temp_files,
+from hostile_kit import (SLOW_FIT, assert_ok, assert_one_line, checkpoint_written, run_cli, stop, stray_temp_files,
                          tree_state, wait_for)
 from synthetic_data import write_color_images
 
@@ -166,14 +166,10 @@ TUNE = ("--model", "tiny-cnn", "--strategies", "full", "--epochs", "2", "--batch
 
 
 @pytest.fixture(scope="module")
-def two_trials(tmp_path_factory, images, hostile_cache):
+def two_trials(tmp_path_factory, images, launcher):
     """A tune folder holding a finished study of 2 trials (read-only: copy it)."""
-    from hostile_kit import TIMEOUT, cli_env, command
-
     out = tmp_path_factory.mktemp("tune") / "study"
-    done = subprocess.run(command("tune", "--data", images, *TUNE, "--trials", "2", "--out", out),
-                          capture_output=True, text=True, timeout=TIMEOUT, env=cli_env(hostile_cache))
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert_ok(run_cli(launcher, "tune", "--data", images, *TUNE, "--trials", "2", "--out", out))
     return out
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import shutil
 import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from hostile_kit import SLOW_FIT, assert_ok, assert_one_line, image_table, tree_state, undecodable_png
+from hostile_kit import SLOW_FIT, assert_ok, assert_one_line, image_table, run_cli, tree_state, undecodable_png
 
 FAMILY = "issue 10 run folder"
 
@@ -99,9 +100,11 @@ def test_run_files_follow_the_umask(tk, tmp_path, images):
     assert not wrong, f"not readable by group and others under umask 022: {wrong}"
 
 
-def test_a_pickle_in_a_checkpoint_never_runs(tk, copy_unfinished, tmp_path):
-    run = copy_unfinished()
-    marker = tmp_path / "pwned"
+@pytest.fixture(scope="module")
+def pickled_resume(unfinished_run, tmp_path_factory, launcher):
+    """Resume a run whose last.ckpt carries a pickle that would write a marker file: (Result, marker)."""
+    run = Path(shutil.copytree(unfinished_run, tmp_path_factory.mktemp("pickled") / "run"))
+    marker = run.parent / "pwned"
 
     class Payload:
         def __reduce__(self):
@@ -111,9 +114,16 @@ def test_a_pickle_in_a_checkpoint_never_runs(tk, copy_unfinished, tmp_path):
     state = torch.load(last, map_location="cpu", weights_only=True)
     state["hostile"] = Payload()
     torch.save(state, last)
-    result = tk("fit", "--out", run, "--resume")
-    assert not marker.exists(), "a pickle in a user's checkpoint ran code"
-    assert_one_line(result, 2, "last.ckpt")
+    return run_cli(launcher, "fit", "--out", run, "--resume"), marker
+
+
+def test_a_pickle_in_a_checkpoint_never_runs(pickled_resume):
+    result, marker = pickled_resume
+    assert not marker.exists(), f"a pickle in a user's checkpoint ran code:\n{result.text[-2000:]}"
+
+
+def test_a_pickle_in_a_checkpoint_is_refused_in_one_line(pickled_resume):
+    assert_one_line(pickled_resume[0], 2, "last.ckpt")
 
 
 def test_evaluate_reads_only_the_run_it_is_given(tk, finished_run, images, tmp_path):
