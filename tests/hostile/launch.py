@@ -144,7 +144,11 @@ class ForkLauncher:
 
     def close(self) -> None:
         self.server.stdin.close()
-        self.server.wait(timeout=30)
+        try:
+            self.server.wait(timeout=5)
+        except subprocess.TimeoutExpired:  # a library thread keeps it alive; its children are all reaped
+            self.server.kill()
+            self.server.wait(timeout=30)
         import shutil
 
         shutil.rmtree(self.root, ignore_errors=True)
