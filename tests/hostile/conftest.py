@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from hostile_kit import SLOW_FIT, checkpoint_written, cli_env, fit_args, run_cli, wait_for
 from launch import make_launcher
-from synthetic_data import write_color_images, write_reviews
+from synthetic_data import write_color_images
 
 
 @pytest.fixture(scope="session")
@@ -63,11 +63,6 @@ def spawn(launcher):
 def images(tmp_path_factory) -> Path:
     """3 colour classes x 12 images of 16 px (read-only for tests: copy before changing)."""
     return write_color_images(tmp_path_factory.mktemp("hostile-data") / "colors", per_class=12)
-
-
-@pytest.fixture(scope="session")
-def reviews(tmp_path_factory) -> Path:
-    return write_reviews(tmp_path_factory.mktemp("hostile-data") / "reviews.csv", per_class=12)
 
 
 @pytest.fixture(scope="session")

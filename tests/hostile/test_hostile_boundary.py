@@ -52,7 +52,7 @@ YAML_CASES = [
     pytest.param('lr: "fast"\n', 2, id="lr-string",
                  marks=xfail("exit 1, traceback (TypeError: '>' between str and int)")),
     pytest.param("lr: 1e-3\n", 0, id="lr-1e-3-works",
-                 marks=xfail("exit 1, traceback (TypeError: PyYAML's '1e-3' string is never coerced)")),  # PyYAML reads 1e-3 as a string
+                 marks=xfail("exit 1, traceback (TypeError: PyYAML's '1e-3' string is never coerced)")),
     pytest.param("epochs: 2.5\n", 2, id="epochs-fraction"),
 ]
 

@@ -42,7 +42,8 @@ LABEL_CASES = [
     pytest.param("csv", "strings", id="csv-1-and-1.0", marks=xfail('"1" and "1.0" become 2 of 3 classes')),
     pytest.param("jsonl", "strings", id="jsonl-strings-1-and-1.0", marks=xfail('"1" and "1.0" become 2 of 3 classes')),
     pytest.param("jsonl", "numbers", id="jsonl-numbers-1-and-1.0"),
-    pytest.param("parquet", "strings", id="parquet-strings-1-and-1.0", marks=xfail('"1" and "1.0" become 2 of 3 classes (numbers 1.0 give 1 class)')),
+    pytest.param("parquet", "strings", id="parquet-strings-1-and-1.0",
+                 marks=xfail('"1" and "1.0" become 2 of 3 classes (numbers 1.0 give 1 class)')),
     pytest.param("parquet", "floats", id="parquet-floats-1.0"),
 ]
 
@@ -83,8 +84,12 @@ def _regression_table(tmp_path, fmt: str, bad):
     return path
 
 
-@pytest.mark.parametrize(("fmt", "bad"), [pytest.param("jsonl", float("inf"), id="jsonl-Infinity", marks=xfail("exit 1, traceback (scikit-learn ValueError: Input y contains NaN)")),
-                                          pytest.param("parquet", float("-inf"), id="parquet-minus-inf", marks=xfail("exit 1, traceback (scikit-learn ValueError: Input y contains NaN)"))])
+NAN_Y = "exit 1, traceback (scikit-learn ValueError: Input y contains NaN)"
+
+
+@pytest.mark.parametrize(("fmt", "bad"), [
+    pytest.param("jsonl", float("inf"), id="jsonl-Infinity", marks=xfail(NAN_Y)),
+    pytest.param("parquet", float("-inf"), id="parquet-minus-inf", marks=xfail(NAN_Y))])
 def test_non_finite_regression_target_is_refused_with_its_row(tk, tmp_path, fmt, bad):
     out = tmp_path / "run"
     line = assert_one_line(tk(*fit_args(_regression_table(tmp_path, fmt, bad), out, "--task", "regression")), 2,
@@ -111,11 +116,16 @@ def _cells(tmp_path, fmt: str, column: str, cell):
 
 
 CELL_CASES = [
-    pytest.param("jsonl", "label", ["pos", "neg"], id="jsonl-list-label", marks=xfail("accepted, exit 0: the list becomes a class named by its str()")),
-    pytest.param("jsonl", "text", ["a", "list"], id="jsonl-list-text", marks=xfail("accepted, exit 0: the list is trained on as its str()")),
-    pytest.param("jsonl", "text", {"a": "struct"}, id="jsonl-object-text", marks=xfail("accepted, exit 0: the object is trained on as its str()")),
-    pytest.param("parquet", "label", ["pos"], id="parquet-list-label", marks=xfail("accepted, exit 0: the array becomes a class named by its str()")),
-    pytest.param("parquet", "text", b"raw bytes", id="parquet-bytes-text", marks=xfail("accepted, exit 0: bytes are trained on as their repr")),
+    pytest.param("jsonl", "label", ["pos", "neg"], id="jsonl-list-label",
+                 marks=xfail("accepted, exit 0: the list becomes a class named by its str()")),
+    pytest.param("jsonl", "text", ["a", "list"], id="jsonl-list-text",
+                 marks=xfail("accepted, exit 0: the list is trained on as its str()")),
+    pytest.param("jsonl", "text", {"a": "struct"}, id="jsonl-object-text",
+                 marks=xfail("accepted, exit 0: the object is trained on as its str()")),
+    pytest.param("parquet", "label", ["pos"], id="parquet-list-label",
+                 marks=xfail("accepted, exit 0: the array becomes a class named by its str()")),
+    pytest.param("parquet", "text", b"raw bytes", id="parquet-bytes-text",
+                 marks=xfail("accepted, exit 0: bytes are trained on as their repr")),
 ]
 
 

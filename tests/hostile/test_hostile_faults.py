@@ -102,7 +102,8 @@ def test_tune_interrupted_then_rerun(spawn, tk, tmp_path, images):
 
 @pytest.mark.parametrize("sig", [
     pytest.param(signal.SIGINT, id="sigint", marks=xfail("exit 130 but 'continue a fit with --resume'")),
-    pytest.param(signal.SIGKILL, id="sigkill", marks=xfail("the killed export's .export.* folder stays after the next"))])
+    pytest.param(signal.SIGKILL, id="sigkill",
+                 marks=xfail("the killed export's .export.* folder stays after the next"))])
 def test_export_interrupted_leaves_export_as_it_was(spawn, tk, tmp_path, finished_run, sig):
     run = shutil.copytree(finished_run, tmp_path / "run")
     before = tree_state(run)
