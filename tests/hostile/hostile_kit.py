@@ -49,8 +49,8 @@ def cli_env(cache: Path) -> dict[str, str]:
 def run_cli(launcher, *argv, timeout: float = TIMEOUT, **options) -> Result:
     """Run the CLI to its end (see launch.py); a run past `timeout` is killed and fails the test (a hang)."""
     proc = launcher.start(argv, **options)
-    try:
-        out, err = proc.communicate(timeout=timeout)
+    try:  # an exec'd CLI first imports torch and Lightning: tens of seconds on a loaded machine
+        out, err = proc.communicate(timeout=timeout + launcher.import_allowance)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=30)

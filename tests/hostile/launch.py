@@ -123,6 +123,8 @@ class ForkedProc:
 
 
 class ForkLauncher:
+    import_allowance = 0  # children start with everything imported
+
     def __init__(self, env: dict[str, str]):
         self.server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        text=True, env=env)
@@ -155,6 +157,8 @@ class ForkLauncher:
 
 
 class ExecLauncher:
+    import_allowance = 120  # seconds added to each timeout for the imports
+
     def __init__(self, env: dict[str, str]):
         self.env = env
 
