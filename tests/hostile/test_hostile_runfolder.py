@@ -78,7 +78,6 @@ def test_a_copied_run_resumes_from_its_own_checkpoints(tk, copy_unfinished):
             assert not path or str(original) not in path, f"{ckpt.name} points into the original: {path}"
 
 
-@xfail("the corrected re-run is refused: the folder already holds an unfinished run")
 def test_a_fit_failing_after_its_folder_leaves_nothing_blocking(tk, tmp_path, images):
     """Undecodable pixels fail the first batch, after the run folder exists; the corrected run must go."""
     table, _ = image_table(tmp_path, images, "bad.png", undecodable_png)
