@@ -217,7 +217,7 @@ def train_on_features(plan: Plan, session: Session) -> Trained:
 def evaluate_split(plan: Plan, model, split: str, out: Path) -> dict[str, float]:
     """Metrics of `model` on a split; its predictions are written to predictions_<split>.csv."""
     data, cfg = plan.splits[split], plan.config
-    preds, _ = inference.predict(model, run_batches(cfg, model.backbone, data, train=False), task=cfg.task,
-                                 scaling=plan.scaling, precision=cfg.precision)
-    runfolder.write_predictions(out / f"predictions_{split}.csv", data, preds)
+    preds, scores = inference.predict(model, run_batches(cfg, model.backbone, data, train=False), task=cfg.task,
+                                      scaling=plan.scaling, precision=cfg.precision)
+    runfolder.write_predictions(out / f"predictions_{split}.csv", data, preds, scores)
     return task_metrics(cfg.task, data.targets, preds)
