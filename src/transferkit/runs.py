@@ -136,20 +136,22 @@ class Run:
         loader = batches(self.model.backbone, data, image_size=meta.image_size, max_length=meta.max_length)
         return inference.predict(self.model, loader, task=meta.task, scaling=meta.scaling)
 
-    def _inputs(self, inputs, text_column: str | None, image_column: str | None) -> LabeledData:
+    def _inputs(self, inputs, text_column: str | None, image_column: str | None, skip_bad_files: bool) -> LabeledData:
         cfg = self.config
         return as_inputs(inputs, self.meta.modality, text_column=text_column or cfg.text_column,
-                         image_column=image_column or cfg.image_column)
+                         image_column=image_column or cfg.image_column, skip_bad_files=skip_bad_files)
 
-    def predict(self, inputs, *, text_column: str | None = None, image_column: str | None = None) -> list[dict[str, Any]]:
+    def predict(self, inputs, *, text_column: str | None = None, image_column: str | None = None,
+                skip_bad_files: bool = False) -> list[dict[str, Any]]:
         """One dict per input: input (path or text; `item<i>` otherwise), prediction, and for classification
         the probability of the prediction and of each class (`p_<class>`).
 
         Args:
             inputs: a list of image paths, PIL images, numpy arrays or texts (as the model reads); a pandas
                 DataFrame, table file or image folder (column names as at fit, or given here); a LabeledData.
+            skip_bad_files: leave unreadable image files out (with a warning naming each) instead of failing.
         """
-        data = self._inputs(inputs, text_column, image_column)
+        data = self._inputs(inputs, text_column, image_column, skip_bad_files)
         preds, scores = self._predict(data)
         classes = self.meta.classes
         rows = []
@@ -163,7 +165,8 @@ class Run:
             rows.append(row)
         return rows
 
-    def predict_proba(self, inputs, *, text_column: str | None = None, image_column: str | None = None) -> np.ndarray:
+    def predict_proba(self, inputs, *, text_column: str | None = None, image_column: str | None = None,
+                      skip_bad_files: bool = False) -> np.ndarray:
         """Class probabilities, (n_inputs, n_classes), columns in the order of `classes_`.
 
         Raises:
@@ -171,7 +174,7 @@ class Run:
         """
         if self.meta.task != "classification":
             raise ConfigError("A regression run has no class probabilities; use run.predict(inputs).")
-        return self._predict(self._inputs(inputs, text_column, image_column))[1]
+        return self._predict(self._inputs(inputs, text_column, image_column, skip_bad_files))[1]
 
     def evaluate(self, data, **load_options) -> dict[str, float]:
         """Metrics of this run's model on other labeled data (anything `fit` takes as data)."""
