@@ -195,3 +195,10 @@ def test_a_timm_object_run_loads_natively_and_predicts_in_a_fresh_process(tmp_pa
     done = subprocess.run([sys.executable, "-c", code, str(run.folder), str(tmp_path / "frame.csv")],
                           capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == expected
+
+
+def test_rank_takes_a_dataframe(frame_run):
+    _, frame = frame_run
+    ranking = transferkit.rank(frame, "tiny-cnn,tiny-cnn@random", image_size=16, progress=False)
+    assert {row["model"] for row in ranking.rows} == {"tiny-cnn", "tiny-cnn@random"}
+    assert all(np.isfinite(row["logme"]) for row in ranking.rows)

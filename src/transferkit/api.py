@@ -141,7 +141,7 @@ def report(folder: str | Path):
     return _report(folder)
 
 
-def rank(data: str, models, **options: Any):
+def rank(data, models, **options: Any):
     """Score candidate backbones on `data` from their frozen features (LogME, H-score, LEEP, NCE), best first.
 
     See `transferkit.workflows.ranking.rank` for the options.
@@ -153,6 +153,9 @@ def rank(data: str, models, **options: Any):
     """
     from transferkit.workflows.ranking import rank as _rank  # deferred: the engine imports lightning
 
+    if is_in_memory(data):  # a DataFrame or list: read as the first candidate's modality reads it
+        first = (models.split(",") if isinstance(models, str) else list(models))[0].strip()
+        data = remember(data, get_backbone_entry(first.removesuffix("@random")).modality)
     return _rank(data, models, **options)
 
 
