@@ -393,8 +393,10 @@ def test_ctrl_c_during_compare_says_the_same_command_resumes(cli, tmp_path, monk
             "--image-size", "16", "--out", str(tmp_path / "cmp")]
     result = cli(*argv)
     assert result.code == 130
-    assert result.err.strip() == (f"transferkit: interrupted; continue with: transferkit {' '.join(argv)} "
-                                  "(the same command resumes; finished cells are kept)")
+    # Above it only the overall progress bar (stderr), left where the interruption stopped it.
+    assert result.err.strip().splitlines()[-1] == (f"transferkit: interrupted; continue with: transferkit "
+                                                   f"{' '.join(argv)} (the same command resumes; finished cells are kept)")
+    assert all(line.startswith("compare:") for line in result.err.strip().splitlines()[:-1])
 
 
 def test_output_piped_into_a_reader_that_stops_early_ends_cleanly(tmp_path):
