@@ -30,7 +30,7 @@ with warnings.catch_warnings(record=True):
 
         def load_context(self, context):
             self.run = transferkit.load_run(context.artifacts[RUN_ARTIFACT])
-            self.modality = self.run.meta["modality"]  # reading the meta loads the weights now, not on a request
+            self.modality = self.run.meta.modality  # reading the meta loads the weights now, not on a request
 
         def predict(self, context, model_input, params=None):
             rows = self.run.predict(raw_inputs(model_input, self.column()))
