@@ -253,29 +253,10 @@ def cmd_fit(args) -> None:
 def cmd_evaluate(args) -> None:
     evaluation = load_run(args.run).evaluation(args.data, skip_bad_files=args.skip_bad_files or None,
                                                **_column_options(args, ("text", "image", "label")))
-    _print_evaluation(evaluation)
+    evaluation.print_table()
     if args.out:
         atomic_write_text(args.out, json.dumps(evaluation.to_dict(), indent=2))
         print(f"Wrote {args.out}")
-
-
-def _print_evaluation(evaluation) -> None:
-    from rich.console import Console  # deferred: only printing needs rich
-    from rich.table import Table
-
-    console = Console()
-    if evaluation.per_class:
-        table = Table(title=f"per class on {evaluation.data}")
-        for column in ("class", "precision", "recall", "F1", "support"):
-            table.add_column(column, justify="left" if column == "class" else "right")
-        for name, row in evaluation.per_class.items():
-            table.add_row(str(name), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
-                          str(row["support"]))
-        console.print(table)
-    overall = Table(title=f"overall ({evaluation.n} items)", show_header=False)
-    for key, value in evaluation.metrics.items():
-        overall.add_row(key, f"{value:.4f}")
-    console.print(overall)
 
 
 def _column_options(args, kinds: tuple[str, ...]) -> dict:

@@ -77,6 +77,25 @@ class Evaluation:
     def to_dict(self) -> dict[str, Any]:
         return {"data": self.data, "n": self.n, "metrics": self.metrics, "per_class": self.per_class}
 
+    def print_table(self) -> None:
+        """Per-class precision, recall, F1 and support (classification), then the overall metrics."""
+        from rich.console import Console  # deferred: only printing needs rich
+        from rich.table import Table
+
+        console = Console()
+        if self.per_class:
+            table = Table(title=f"per class on {self.data}")
+            for column in ("class", "precision", "recall", "F1", "support"):
+                table.add_column(column, justify="left" if column == "class" else "right")
+            for name, row in self.per_class.items():
+                table.add_row(str(name), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}",
+                              str(row["support"]))
+            console.print(table)
+        overall = Table(title=f"overall ({self.n} items)", show_header=False)
+        for key, value in self.metrics.items():
+            overall.add_row(key, f"{value:.4f}")
+        console.print(overall)
+
 
 def per_class_scores(targets, preds, classes: list[str]) -> dict[str, dict[str, float]]:
     """Precision, recall, F1 and support of each class (scikit-learn's, 0 where undefined)."""
