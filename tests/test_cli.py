@@ -159,23 +159,52 @@ def test_predict_a_text_table(cli, tmp_path, text_run):
 
 def test_evaluate_prints_metrics_of_the_holdout(cli, tmp_path, fe_image_run):
     holdout = write_color_images(tmp_path / "holdout", per_class=4, seed=99)
-    result = cli("evaluate", fe_image_run, "--data", holdout)
+    result = cli("evaluate", fe_image_run, "--data", holdout, "--out", tmp_path / "eval.json")
     assert result.code == 0
-    metrics = json.loads(result.out)
-    assert set(metrics) == CLASSIFICATION_KEYS
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    metrics = saved["metrics"]
+    assert set(metrics) == CLASSIFICATION_KEYS and saved["n"] == 12
     paths = sorted(holdout.rglob("*.png"))
     predicted = transferkit.load_run(fe_image_run).predict([str(p) for p in paths])
     hits = [row["prediction"] == path.parent.name for row, path in zip(predicted, paths)]
     assert metrics["accuracy"] == pytest.approx(sum(hits) / len(hits))
     assert metrics["accuracy"] >= 0.75  # three clearly different colours
+    for name in COLORS:  # the printed table: one row per class with precision, recall, F1 and support 4
+        row = next(line for line in result.out.splitlines() if f" {name} " in line)
+        scores = saved["per_class"][name]
+        assert f"{scores['precision']:.4f}" in row and f"{scores['f1']:.4f}" in row and row.rstrip(" │|").endswith("4")
+    assert f"{metrics['accuracy']:.4f}" in result.out
 
 
 def test_evaluate_a_subset_of_the_classes(cli, tmp_path, text_run):
     holdout = tmp_path / "pos.csv"
     holdout.write_text("text,label\ngreat fun movie,pos\nsuperb and moving,pos\n", encoding="utf-8")
-    result = cli("evaluate", text_run, "--data", holdout)
+    result = cli("evaluate", text_run, "--data", holdout, "--out", tmp_path / "eval.json")
     assert result.code == 0, result.err
-    assert set(json.loads(result.out)) == CLASSIFICATION_KEYS
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert set(saved["metrics"]) == CLASSIFICATION_KEYS and saved["per_class"]["pos"]["support"] == 2
+
+
+def test_evaluate_and_predict_take_the_column_flags_their_messages_name(cli, tmp_path, text_run):
+    table = tmp_path / "renamed.csv"
+    table.write_text("review,sentiment\ngreat fun movie,pos\ndreadful waste of time,neg\n", encoding="utf-8")
+    result = cli("evaluate", text_run, "--data", table, "--text-column", "review", "--label-column", "sentiment")
+    assert result.code == 0, result.err
+    predicted = cli("predict", text_run, table, "--text-column", "review", "--out", tmp_path / "p.csv")
+    assert predicted.code == 0, predicted.err
+    assert list(pd.read_csv(tmp_path / "p.csv")["input"]) == ["great fun movie", "dreadful waste of time"]
+
+
+def test_predict_into_head_ends_cleanly(tmp_path, fe_image_run, color_images):
+    """`transferkit predict ... | head -1`: the closed pipe is no error and no traceback."""
+    import subprocess
+    import sys
+
+    images = " ".join(str(p) for p in sorted(color_images.rglob("*.png")))
+    done = subprocess.run(f"{sys.executable} -m transferkit predict {fe_image_run} {images} | head -1; "
+                          "exit ${PIPESTATUS[0]}", shell=True, executable="/bin/bash", capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["input", "prediction", "probability"] and done.stderr == ""
 
 
 # ---- listings ---------------------------------------------------------------------------------------------
@@ -364,8 +393,10 @@ def test_ctrl_c_during_compare_says_the_same_command_resumes(cli, tmp_path, monk
             "--image-size", "16", "--out", str(tmp_path / "cmp")]
     result = cli(*argv)
     assert result.code == 130
-    assert result.err.strip() == (f"transferkit: interrupted; continue with: transferkit {' '.join(argv)} "
-                                  "(the same command resumes; finished cells are kept)")
+    # Above it only the overall progress bar (stderr), left where the interruption stopped it.
+    assert result.err.strip().splitlines()[-1] == (f"transferkit: interrupted; continue with: transferkit "
+                                                   f"{' '.join(argv)} (the same command resumes; finished cells are kept)")
+    assert all(line.startswith("compare:") for line in result.err.strip().splitlines()[:-1])
 
 
 def test_output_piped_into_a_reader_that_stops_early_ends_cleanly(tmp_path):
@@ -381,3 +412,11 @@ def test_output_piped_into_a_reader_that_stops_early_ends_cleanly(tmp_path):
         child.stdout.close()  # the reader is gone before the command writes anything
         _, err = child.communicate(timeout=120)
         assert child.returncode == 0 and err.decode() == "", err.decode()
+
+
+def test_predict_skips_bad_files_when_told_as_its_message_says(cli, tmp_path, fe_image_run, color_images):
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    good = color_images / "red" / "0.png"
+    result = cli("predict", fe_image_run, good, tmp_path / "bad.png", "--skip-bad-files", "--out", tmp_path / "p.csv")
+    assert result.code == 0, result.err
+    assert list(pd.read_csv(tmp_path / "p.csv")["input"]) == [str(good)]

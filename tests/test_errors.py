@@ -231,10 +231,11 @@ def test_evaluate_data_with_unknown_classes(cli_error, tmp_path, fe_image_run):
 
 
 def test_predict_missing_and_corrupt_images(cli_error, tmp_path, fe_image_run):
-    assert "Image not found" in cli_error("predict", fe_image_run, tmp_path / "ghost.png")
+    message = cli_error("predict", fe_image_run, tmp_path / "ghost.png")
+    assert "is an existing file" in message and "ghost.png" in message
     (tmp_path / "bad.png").write_bytes(b"nope")
     message = cli_error("predict", fe_image_run, tmp_path / "bad.png")
-    assert "Cannot read image file" in message and "bad.png" in message
+    assert "Unreadable image file" in message and "bad.png" in message and "--skip-bad-files" in message
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:

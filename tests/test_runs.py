@@ -103,7 +103,7 @@ def test_predict_arrays_like_files(fe_image_run, color_images):
 
 
 def test_predict_nothing_is_an_error(fe_image_run):
-    with pytest.raises(DataError, match="Nothing to predict"):
+    with pytest.raises(DataError, match="empty list; give at least one input"):
         transferkit.predict(fe_image_run, [])
 
 

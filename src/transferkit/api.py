@@ -6,17 +6,66 @@ from pathlib import Path
 from typing import Any
 
 from transferkit import tracking
+from transferkit.backbones import get_backbone_entry, register_model_object
 from transferkit.config import RunConfig, load_yaml
-from transferkit.errors import RunFolderError
+from transferkit.data import load_data
+from transferkit.data.memory import is_in_memory, remember
+from transferkit.errors import ConfigError, RunFolderError
 from transferkit.options import build_config
 from transferkit.runs import Run
 
 __all__ = ["build_config", "compare", "completed_config", "evaluate", "export", "fit", "load_run", "predict", "rank", "report", "resume", "tune"]
 
+_DATA_OPTIONS = ("data", "test_data", "target_data")
+
+
+def with_objects(config: RunConfig | str | Path | None, options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with Python objects replaced by the names a config records.
+
+    A model object (timm model, transformers `(model, tokenizer)` or model with `tokenizer=`, nn.Module
+    with `num_features=`) is registered as a backbone; a DataFrame or list given as data, test_data or
+    target_data is remembered for this process and recorded as `<DataFrame: 60 rows, fingerprint ...>`
+    (a run on in-memory data cannot be resumed in another process: it says so in one line).
+    """
+    options = dict(options)
+    tokenizer, num_features = options.pop("tokenizer", None), options.pop("num_features", None)
+    model = options.get("model")
+    if model is not None and not isinstance(model, str):
+        options["model"] = register_model_object(model, tokenizer=tokenizer, num_features=num_features)
+    elif tokenizer is not None or num_features is not None:
+        raise ConfigError("tokenizer= and num_features= describe a model object; give model=<the object> with them.")
+    in_memory = [key for key in _DATA_OPTIONS if is_in_memory(options.get(key))]
+    labels = options.pop("labels", None)
+    if labels is not None and "data" not in in_memory:
+        raise ConfigError("labels= goes with data=<a list of inputs>; a path or DataFrame carries its own labels.")
+    if in_memory:
+        name = options.get("model") or _config_model(config)
+        modality = get_backbone_entry(name).modality if name else None
+        for key in in_memory:
+            value = options[key]
+            if key == "data" and labels is not None:
+                task = options.get("task") or (build_config(config).task if config is not None else "classification")
+                value = load_data(value, labels=labels, modality=modality, task=task)["all"]
+            options[key] = remember(value, modality)
+    return options
+
+
+def _config_model(config) -> str | None:
+    if isinstance(config, RunConfig):
+        return config.model
+    return load_yaml(config).get("model") if config is not None else None
+
+
 def fit(config: RunConfig | str | Path | None = None, *, resume: bool = False, progress: bool = True,
         callbacks: list | None = None, **options: Any) -> Run:
     """Adapt a pretrained backbone to labeled data and write a run folder.
 
+    `data`, `test_data` and `target_data` take a path or demo name, a pandas DataFrame (columns as
+    `text_column`, `image_column`, `label_column` say), or a list of file paths, PIL images, numpy arrays
+    or texts; a list given as `data` takes its labels from `labels=` (one per item; test_data as a list
+    would have none: give it as a DataFrame), and `target_data` needs none.
+    `model` takes a backbone name, a timm model, a transformers model with `tokenizer=` (or a
+    `(model, tokenizer)` pair), or any nn.Module returning (batch, features) with `num_features=`.
     `callbacks` are extra Lightning callbacks for the trainer (e.g. tune's pruning callback).
     With `devices`/`num_nodes` above 1 it trains under DDP; processes other than rank 0 return None.
 
@@ -27,7 +76,8 @@ def fit(config: RunConfig | str | Path | None = None, *, resume: bool = False, p
     """
     from transferkit.training.fit import fit as _fit  # deferred: the engine imports lightning
 
-    return _fit(build_config(config, **options), resume=resume, progress=progress, callbacks=callbacks)
+    return _fit(build_config(config, **with_objects(config, options)), resume=resume, progress=progress,
+                callbacks=callbacks)
 
 
 def completed_config(config: RunConfig | str | Path | None = None, **options: Any) -> RunConfig:
@@ -37,7 +87,7 @@ def completed_config(config: RunConfig | str | Path | None = None, **options: An
     """
     from transferkit.training.plan import complete_config  # deferred: the engine imports lightning
 
-    return tracking.resolve(complete_config(build_config(config, **options))[0])
+    return tracking.resolve(complete_config(build_config(config, **with_objects(config, options)))[0])
 
 
 def resume(folder: str | Path, *, progress: bool = True) -> Run:
@@ -51,16 +101,19 @@ def resume(folder: str | Path, *, progress: bool = True) -> Run:
     return _fit(RunConfig.from_dict({**load_yaml(saved), "out": str(folder)}), resume=True, progress=progress)
 
 
-def load_run(folder: str | Path) -> Run:
-    return Run.load(folder)
+def load_run(folder: str | Path, *, model=None) -> Run:
+    """The run in `folder`; `model` only for a run fitted on a plain nn.Module (its architecture)."""
+    return Run.load(folder, model=model)
 
 
-def evaluate(folder: str | Path, data: str, **load_options: Any) -> dict[str, float]:
+def evaluate(folder: str | Path, data, **load_options: Any) -> dict[str, float]:
+    """Metrics of a run's model on labeled `data` (anything `fit` takes as data)."""
     return Run.load(folder).evaluate(data, **load_options)
 
 
-def predict(folder: str | Path, inputs) -> list[dict[str, Any]]:
-    return Run.load(folder).predict(inputs)
+def predict(folder: str | Path, inputs, **columns: Any) -> list[dict[str, Any]]:
+    """A run's predictions for `inputs` (see `Run.predict`)."""
+    return Run.load(folder).predict(inputs, **columns)
 
 
 def compare(config: RunConfig | str | Path | None = None, *, strategies, train_per_class=None, seeds=3,
@@ -78,7 +131,7 @@ def compare(config: RunConfig | str | Path | None = None, *, strategies, train_p
     from transferkit.workflows.compare import compare as _compare  # deferred: the engine imports lightning
 
     return _compare(config, strategies=strategies, train_per_class=train_per_class, seeds=seeds, out=out,
-                    progress=progress, **options)
+                    progress=progress, **with_objects(config, options))
 
 
 def report(folder: str | Path):
@@ -88,7 +141,7 @@ def report(folder: str | Path):
     return _report(folder)
 
 
-def rank(data: str, models, **options: Any):
+def rank(data, models, **options: Any):
     """Score candidate backbones on `data` from their frozen features (LogME, H-score, LEEP, NCE), best first.
 
     See `transferkit.workflows.ranking.rank` for the options.
@@ -100,6 +153,9 @@ def rank(data: str, models, **options: Any):
     """
     from transferkit.workflows.ranking import rank as _rank  # deferred: the engine imports lightning
 
+    if is_in_memory(data):  # a DataFrame or list: read as the first candidate's modality reads it
+        first = (models.split(",") if isinstance(models, str) else list(models))[0].strip()
+        data = remember(data, get_backbone_entry(first.removesuffix("@random")).modality)
     return _rank(data, models, **options)
 
 
@@ -129,4 +185,4 @@ def tune(config: RunConfig | str | Path | None = None, *, out: str | Path, trial
     """
     from transferkit.workflows.tune import tune as _tune  # deferred: imports optuna and lightning
 
-    return _tune(config, out=out, trials=trials, strategies=strategies, **options)
+    return _tune(config, out=out, trials=trials, strategies=strategies, **with_objects(config, options))

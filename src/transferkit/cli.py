@@ -14,14 +14,12 @@ from pathlib import Path
 import yaml
 
 from transferkit import __version__
-from transferkit.api import (compare, completed_config, evaluate, export, fit, load_run, rank, report, resume,
+from transferkit.api import (compare, completed_config, export, fit, load_run, rank, report, resume,
                              tune)
 from transferkit.backbones import BACKBONES, create_backbone, list_backbones
 from transferkit.config import RunConfig, atomic_write_text
-from transferkit.data import load_data, open_image
 from transferkit.data.tables import TABLE_READERS
-from transferkit.errors import DataError, TransferkitError
-from transferkit.loading import source_options
+from transferkit.errors import TransferkitError
 from transferkit.strategies import STRATEGIES, list_strategies, strategy_options
 
 #: RunConfig's defaults, shown in `--help` (the flags themselves default to None: unset keeps a --config file's value).
@@ -147,6 +145,30 @@ def _add_rank_parser(sub) -> None:
     rk.add_argument("--precision", choices=["32", "bf16"], help="as fit's --precision")
 
 
+def _add_evaluate_parser(sub) -> None:
+    ev = sub.add_parser("evaluate", help="per-class and overall metrics of a run's model on labeled data")
+    ev.add_argument("run", help="run folder")
+    ev.add_argument("--data", required=True, help="labeled data (what fit takes as --data)")
+    ev.add_argument("--out", help="also write the metrics as JSON to this file")
+    _add_column_flags(ev, ("text", "image", "label"))
+
+
+def _add_predict_parser(sub) -> None:
+    pr = sub.add_parser("predict", help="predict images or texts with a run's model")
+    pr.add_argument("run", help="run folder")
+    pr.add_argument("inputs", nargs="+", help="image files, texts, or one table file or image folder")
+    pr.add_argument("--out", help="write predictions to this CSV (default: print)")
+    _add_column_flags(pr, ("text", "image"))
+
+
+def _add_column_flags(parser, kinds: tuple[str, ...]) -> None:
+    """The table-column flags the data layer's messages name (default: the run's own, from fit)."""
+    for kind in kinds:
+        parser.add_argument(f"--{kind}-column", help=f"table column holding the {kind}s (default: the run's)")
+    parser.add_argument("--skip-bad-files", action="store_true",
+                        help="leave unreadable image files out, naming each in a warning, instead of failing")
+
+
 def _add_export_parser(sub) -> None:
     ex = sub.add_parser("export", help="export a run's model (ONNX), checked against PyTorch; writes RUN/export/")
     ex.add_argument("run", help="run folder")
@@ -182,13 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fit_options(fit)
     fit.add_argument("--print-config", action="store_true",
                      help="print the resolved config as YAML (what the run folder would save) and exit")
-    ev = sub.add_parser("evaluate", help="metrics of a run's model on labeled data")
-    ev.add_argument("run", help="run folder")
-    ev.add_argument("--data", required=True, help="labeled data (what fit takes as --data)")
-    pr = sub.add_parser("predict", help="predict images or texts with a run's model")
-    pr.add_argument("run", help="run folder")
-    pr.add_argument("inputs", nargs="+", help="image files, texts, or a table file")
-    pr.add_argument("--out", help="write predictions to this CSV (default: print)")
+    _add_evaluate_parser(sub)
+    _add_predict_parser(sub)
     sub.add_parser("models", help="backbones and whether their weights are here")
     ins = sub.add_parser("inspect", help="layer groups, parameters and preprocessing of a backbone")
     ins.add_argument("model", help="backbone name")
@@ -234,37 +251,33 @@ def cmd_fit(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
+    evaluation = load_run(args.run).evaluation(args.data, skip_bad_files=args.skip_bad_files or None,
+                                               **_column_options(args, ("text", "image", "label")))
+    evaluation.print_table()
+    if args.out:
+        atomic_write_text(args.out, json.dumps(evaluation.to_dict(), indent=2))
+        print(f"Wrote {args.out}")
 
-    print(json.dumps(evaluate(args.run, args.data), indent=2))
+
+def _column_options(args, kinds: tuple[str, ...]) -> dict:
+    return {f"{kind}_column": getattr(args, f"{kind}_column") for kind in kinds
+            if getattr(args, f"{kind}_column", None) is not None}
 
 
 def cmd_predict(args) -> None:
     import pandas as pd  # deferred: pandas is slow to import
 
-
     run = load_run(args.run)
-    inputs = _predict_inputs(run, args.inputs)
-    frame = pd.DataFrame(run.predict(inputs))
+    single = args.inputs[0] if len(args.inputs) == 1 else None
+    # One existing folder or table file is read as a source; anything else is a list of inputs.
+    source = single is not None and (Path(single).is_dir() or Path(single).suffix.lower() in TABLE_READERS)
+    frame = pd.DataFrame(run.predict(single if source else list(args.inputs),
+                                     skip_bad_files=args.skip_bad_files, **_column_options(args, ("text", "image"))))
     if args.out:
         atomic_write_text(args.out, frame.to_csv(index=False))
         print(f"Wrote {len(frame)} predictions to {args.out}")
     else:
         print(frame[[c for c in frame.columns if not c.startswith("p_")]].to_string(index=False))
-
-
-def _predict_inputs(run, items: list[str]):
-
-    single = Path(items[0]) if len(items) == 1 else None
-    if single is not None and (single.is_dir() or single.is_file() and single.suffix.lower() in TABLE_READERS):
-        parts = load_data(items[0], **source_options(run.config, skip_bad_files=False, require_labels=False,
-                                                     min_classes=1))
-        return next(iter(parts.values()))
-    if run.meta.modality == "image":
-        for item in items:
-            if not Path(item).is_file():
-                raise DataError(f"Image not found: {item}.")
-            open_image(item)
-    return items
 
 
 def cmd_models(args) -> None:

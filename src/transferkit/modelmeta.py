@@ -47,6 +47,9 @@ class ModelMeta:
         num_features: the backbone's feature width.
         scaling: the regression-target standardisation (identity for classification).
         precision: "32" or "bf16".
+        native: how the natively saved pieces fit together (`deploy.native.save_native_model`: the
+            backbone as its own library loads it, the head beside it); None in folders written before.
+            Optional, so a reader of format 1 without it keeps it in `extra`.
         extra: keys this version does not know, kept as read.
     """
 
@@ -61,6 +64,7 @@ class ModelMeta:
     num_features: int
     scaling: TargetScaling = TargetScaling()
     precision: str = "32"
+    native: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,7 +77,8 @@ class ModelMeta:
                 "classes": self.classes, "modality": self.modality, "data_spec": self.data_spec.to_dict(),
                 "image_size": self.image_size, "max_length": self.max_length, "head": self.head,
                 "num_features": self.num_features, "target_stats": list(self.scaling.as_tuple()),
-                "precision": self.precision, **self.extra}
+                "precision": self.precision, **({"native": self.native} if self.native is not None else {}),
+                **self.extra}
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / MODEL_META
@@ -102,12 +107,15 @@ class ModelMeta:
             spec = DataSpec.from_dict(values["data_spec"])
         except (TypeError, ValueError) as exc:
             raise RunFolderError(f"{source} is damaged: 'data_spec' ({exc}); re-run fit to rebuild it.") from None
+        native = values.get("native")
+        if native is not None and not isinstance(native, dict):
+            raise RunFolderError(f"{source} is damaged: 'native' is {native!r}, not a mapping; re-run fit to rebuild it.")
         known = {f.name for f in dataclasses.fields(cls)} | {"target_stats"}
         return cls(backbone=values["backbone"], task=values["task"], classes=values["classes"],
                    modality=values["modality"], data_spec=spec, image_size=values["image_size"],
                    max_length=values["max_length"], head=values["head"], num_features=values["num_features"],
                    scaling=TargetScaling(float(stats[0]), float(stats[1])), precision=values["precision"],
-                   format_version=values["format_version"],
+                   native=native, format_version=values["format_version"],
                    extra={k: v for k, v in values.items() if k not in known})
 
     @classmethod

@@ -20,6 +20,7 @@ def test_compare_then_report_from_the_command_line(cli, tmp_path):
     result = cli("compare", *DIGITS, *grid, "--out", out)
     assert result.code == 0, result.err
     assert "[4/4] scratch-nall-seed3: fitted" in result.out and "Report:" in result.out
+    assert "compare: 100%" in result.err and "4/4 [" in result.err  # one overall bar on stderr, ETA in [..<..]
     table = pd.read_csv(out / "comparison.csv", dtype={"train_per_class": str})
     assert sorted(zip(table["train_per_class"], table["seed"])) == [("5", 0), ("5", 3), ("all", 0), ("all", 3)]
     (out / "report.html").unlink()

@@ -105,6 +105,14 @@ def test_validate_reuses_finished_runs_and_refuses_runs_with_other_settings(vali
                          progress=False, **SLICE)
 
 
+def test_validate_shows_one_overall_bar(validated, capsys):
+    _, out = validated
+    transferkit.rank("demo:digits", "tiny-cnn", control=True, validate=True, validate_epochs=1, out=str(out),
+                     progress=True, **SLICE)
+    err = capsys.readouterr().err
+    assert "rank --validate: 100%" in err and "2/2 [" in err
+
+
 # ---- errors -------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("argv", "message"), [
     (["--scores", "logme,hscor"], r"Unknown transferability score 'hscor'\. Did you mean 'hscore'\?"),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from transferkit.backbones import objects
 from transferkit.backbones.base import Backbone, DataSpec, LayerGroup
 from transferkit.errors import ConfigError
 from transferkit.registry import Registry
@@ -51,6 +54,40 @@ def create_backbone(name: str, *, pretrained: bool = True, weights: str | None =
     if entry.modality == "text" and max_length:
         kwargs["max_length"] = max_length
     return entry.factory(**kwargs)
+
+
+def register_model_object(obj, *, tokenizer=None, num_features: int | None = None) -> str:
+    """Register a model object (timm, transformers `(model, tokenizer)`, nn.Module) as a backbone; returns its name.
+
+    The name (`object:<kind>-<architecture>-<fingerprint>`) depends on the weights, so the same
+    object registers once; each `create_backbone(name)` builds a fresh copy of it.
+
+    Raises:
+        ConfigError: an object that is not a model, a transformers model without a tokenizer, or a
+            plain module without `num_features`.
+    """
+    name = objects.object_name(obj)
+    if name in BACKBONES.names():
+        return name
+    prototype = objects.backbone_from_object(obj, name=name, tokenizer=tokenizer, num_features=num_features)
+
+    def create(*, pretrained: bool = True, max_length: int | None = None) -> Backbone:
+        if not pretrained:
+            arch = getattr(prototype, "arch", None)
+            if arch is None:
+                raise ConfigError(f"{name} is a model object: it has weights but no named architecture to "
+                                  "initialise afresh; use a strategy that starts from its weights.")
+            from transferkit.backbones.timm import timm_backbone
+
+            return timm_backbone(arch, pretrained=False, name=name)
+        backbone = copy.deepcopy(prototype)
+        if max_length and backbone.data_spec.modality == "text":
+            backbone.data_spec = dataclasses.replace(backbone.data_spec, max_length=max_length)
+        return backbone
+
+    register_backbone(name, BackboneEntry(create, prototype.data_spec.modality,
+                                          f"the {type(obj).__name__} object given as model=", accepts_weights_file=False))
+    return name
 
 
 def list_backbones() -> list[dict]:
@@ -108,4 +145,4 @@ def _register_builtins() -> None:
 _register_builtins()
 
 __all__ = ["Backbone", "BackboneEntry", "DataSpec", "LayerGroup", "BACKBONES", "create_backbone",
-           "get_backbone_entry", "list_backbones", "register_backbone"]
+           "get_backbone_entry", "list_backbones", "register_backbone", "register_model_object"]

@@ -135,13 +135,18 @@ def _image_list(items: list, modality: str | None, where: str) -> list:
 def _readable_paths(paths: list[str], where: str, skip_bad_files: bool) -> list[int]:
     if all(not_regular(path) == "file not found" for path in paths):
         raise DataError(
-            f"{where}: none of the strings is an existing file (first: {paths[0][:60]!r}); for an image model a "
+            f"{where}: none of the strings is an existing file (first: {_tail(paths[0])!r}); for an image model a "
             "list of strings means image file paths (texts need a text model)."
         )
     keep = keep_readable(paths, skip_bad_files=skip_bad_files, where=where)
     if not keep:
         raise DataError(f"No readable images remain in {where} after skipping unreadable files.")
     return keep
+
+
+def _tail(path: str, keep: int = 80) -> str:
+    """A long path shortened from the left: its file name is what tells the user which input it was."""
+    return path if len(path) <= keep else "..." + path[-keep:]
 
 
 def _list_labels(labels, kept: list[int], where: str, task: str, require_labels: bool, count: int) -> list | None:

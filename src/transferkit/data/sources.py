@@ -10,6 +10,7 @@ from transferkit.data.demos import list_demos, load_demo
 from transferkit.data.folders import load_image_folder
 from transferkit.data.inputs import check_modality, describe, python_part
 from transferkit.data.labels import check_label_spellings
+from transferkit.data.memory import is_memory_name, recall
 from transferkit.data.tables import TABLE_READERS, Columns, load_table
 from transferkit.errors import ConfigError, DataError
 
@@ -42,7 +43,9 @@ def load_data(
               `labels`. A list of strings is image file paths when `modality` is "image" and texts
               when it is "text"; without `modality` it is refused, never guessed. Arrays may be
               (H, W) or (H, W, C) uint8 or float in [0, 1];
-            - a LabeledData, returned as it is.
+            - a LabeledData, returned as it is;
+            - the name `transferkit.data.memory.remember` gave one of these objects in this process
+              (how a run's config.yaml records in-memory data).
         task: "classification" or "regression" (demos and folders are classification).
         text_column: table column holding texts; the table is text data when it exists.
         image_column: table column holding image paths.
@@ -67,6 +70,9 @@ def load_data(
         UnknownNameError: an unknown demo name.
     """
     check_task(task)
+    if is_memory_name(spec):
+        spec, held_modality = recall(spec)
+        modality = modality or held_modality
     columns = Columns(text_column, image_column, label_column)
     if isinstance(spec, LabeledData):
         return {"all": check_modality(spec, modality)}

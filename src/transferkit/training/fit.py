@@ -31,7 +31,7 @@ from transferkit.strategies import Strategy
 from transferkit.training import distributed, domain, heads, runfolder
 from transferkit.training.module import TransferModule
 from transferkit.training.plan import Plan, complete_config, frozen_features_of, make_plan
-from transferkit.training.quiet import quiet_lightning
+from transferkit.training.quiet import quiet_lightning, run_progress_bar
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def trainer_for(plan: Plan, session: Session, *, has_val: bool) -> L.Trainer:
                            save_top_k=1, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
                            enable_version_counter=False)
-    callbacks = [best, last, *session.callbacks]
+    callbacks = [best, last, *session.callbacks, *([run_progress_bar()] if session.progress else [])]
     if has_val and config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
     return L.Trainer(
@@ -217,7 +217,7 @@ def train_on_features(plan: Plan, session: Session) -> Trained:
 def evaluate_split(plan: Plan, model, split: str, out: Path) -> dict[str, float]:
     """Metrics of `model` on a split; its predictions are written to predictions_<split>.csv."""
     data, cfg = plan.splits[split], plan.config
-    preds, _ = inference.predict(model, run_batches(cfg, model.backbone, data, train=False), task=cfg.task,
-                                 scaling=plan.scaling, precision=cfg.precision)
-    runfolder.write_predictions(out / f"predictions_{split}.csv", data, preds)
+    preds, scores = inference.predict(model, run_batches(cfg, model.backbone, data, train=False), task=cfg.task,
+                                      scaling=plan.scaling, precision=cfg.precision)
+    runfolder.write_predictions(out / f"predictions_{split}.csv", data, preds, scores)
     return task_metrics(cfg.task, data.targets, preds)

@@ -11,7 +11,25 @@ _EXPECTED_WARNINGS = (
     r".*LeafSpec.*",
     r".*litlogger.*",
     r".*The number of training batches .* is smaller than the logging interval.*",
+    # Under DDP every process logs the same value for these: validation metrics are computed on the
+    # predictions all-gathered from every shard, and the trainable-parameter count is the same model's.
+    # Syncing identical values would only add an all-reduce, so Lightning's advice is wrong for them
+    # (val/loss and the train losses differ per shard and are logged with sync_dist=True).
+    r"It is recommended to use `self.log\('(val/(?!loss')[^']+|train/trainable_params)', \.\.\., sync_dist=True\)`.*",
 )
+
+
+def run_progress_bar():
+    """Lightning's progress bar without `v_num` (the CSV log's version, e.g. "mpt1" of "attempt1": not a metric)."""
+    from lightning.pytorch.callbacks import TQDMProgressBar  # deferred: imports lightning
+
+    class RunProgressBar(TQDMProgressBar):
+        def get_metrics(self, trainer, pl_module):
+            items = super().get_metrics(trainer, pl_module)
+            items.pop("v_num", None)
+            return items
+
+    return RunProgressBar()
 
 
 def quiet_lightning() -> None:

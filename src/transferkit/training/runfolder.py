@@ -11,6 +11,7 @@ import pandas as pd
 from safetensors.torch import save_file
 
 from transferkit.config import RunConfig, atomic_write_text, load_yaml, save_yaml
+from transferkit.deploy.native import save_native_model
 from transferkit.errors import RunFolderError
 from transferkit.modelmeta import ModelMeta
 #: Where a run trains and writes, not what it trains: a resume may change them.
@@ -55,11 +56,17 @@ def open_run_folder(config: RunConfig, *, resume: bool) -> Path:
     return out
 
 
-def write_predictions(path: Path, data, preds: np.ndarray) -> None:
-    frame = pd.DataFrame({"target": data.targets, "prediction": preds})
+def write_predictions(path: Path, data, preds: np.ndarray, scores: np.ndarray | None = None) -> None:
+    """One row per item: index, input (path or text; `item<i>` for an in-memory image), target, prediction,
+    and for classification with `scores` each class's probability as `p_<class>`."""
+    frame = pd.DataFrame({"input": [item if isinstance(item, str) else f"item{i}" for i, item in enumerate(data.inputs)],
+                          "target": data.targets, "prediction": preds})
     if data.classes:
         frame["target"] = [data.classes[i] for i in data.targets]
         frame["prediction"] = [data.classes[i] for i in preds]
+        if scores is not None:
+            for j, name in enumerate(data.classes):
+                frame[f"p_{name}"] = np.asarray(scores)[:, j]
     atomic_write_text(path, frame.to_csv(index_label="index"))
 
 
@@ -104,6 +111,7 @@ def write_results(out: Path, plan, model, results) -> None:
                "epochs_run": len(results.history), "groups": groups,
                "n_train": len(plan.splits["train"]), "n_val": len(plan.splits["val"]),
                "n_test": len(plan.splits["test"])}
+    payload.update(split_checks(plan.splits))
     if plan.choice is not None:
         payload["strategy_choice"] = plan.choice.to_dict()
     if results.head_selection:
@@ -118,6 +126,21 @@ def write_results(out: Path, plan, model, results) -> None:
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2, default=float))
 
 
+def split_checks(splits) -> dict:
+    """metrics.json's record of the data checks: {"leakage": per held-out split, "split_warnings": [...]}.
+
+    From the `Splits` that make_splits returned; splits without its reports (a plain mapping) are
+    checked for leakage here, and have no split warnings to record.
+    """
+    if hasattr(splits, "leakage_dict"):
+        return {"leakage": splits.leakage_dict(), "split_warnings": list(splits.warnings)}
+    from transferkit.data import check_leakage
+
+    reports = check_leakage(dict(splits))
+    return {"leakage": {name: report.to_dict() for name, report in reports.items()},
+            "split_warnings": [report.message() for report in reports.values() if report.count]}
+
+
 def save_model(folder: Path, plan, model) -> None:
     """Weights as safetensors plus what predict needs (ModelMeta): backbone id, labels, preprocessing."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -128,7 +151,10 @@ def save_model(folder: Path, plan, model) -> None:
     save_file(state, str(tmp))
     os.replace(tmp, folder / "model.safetensors")
     config = plan.config
+    native = save_native_model(folder, model, target_stats=None if config.task == "classification"
+                               else plan.scaling.as_tuple())
     ModelMeta(backbone=config.model, task=config.task, classes=plan.splits["train"].classes,
               modality=backbone.data_spec.modality, data_spec=backbone.data_spec, image_size=config.image_size,
               max_length=config.max_length, head="mlp" if config.head == "mlp" else "linear",
-              num_features=backbone.num_features, scaling=plan.scaling, precision=config.precision).save(folder)
+              num_features=backbone.num_features, scaling=plan.scaling, precision=config.precision,
+              native=native).save(folder)

@@ -28,6 +28,7 @@ from transferkit.options import build_config
 from transferkit.strategies import STRATEGIES, Strategy
 from transferkit.training import fit as engine
 from transferkit.training.plan import complete_config, load_splits
+from transferkit.workflows.progress import overall_bar
 
 SPEC_FILE = "comparison.yaml"
 TABLE_FILE = "comparison.csv"
@@ -322,11 +323,13 @@ def compare(config: RunConfig | str | Path | None = None, *, strategies: str | S
     configs = check_grid(spec, folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_yaml(spec, folder / SPEC_FILE)
-    for i, (cell, (cell_cfg, strategy)) in enumerate(configs.items(), 1):
-        done = run_cell(cell_cfg, strategy)
-        write_table(folder, spec)
-        if progress:
-            _print_cell(folder, cell, i, len(configs), done)
+    finished = sum((Path(c.out) / "metrics.json").is_file() for c, _ in configs.values())
+    with overall_bar(len(configs), finished=finished, desc="compare", unit="cell", enabled=progress) as bar:
+        for i, (cell, (cell_cfg, strategy)) in enumerate(configs.items(), 1):
+            done = run_cell(cell_cfg, strategy)
+            write_table(folder, spec)
+            bar.done(skipped=done == "finished before")
+            bar.line(_cell_line(folder, cell, i, len(configs), done))
     result = report(folder)
     if progress:
         print(f"Report: {result.report_html} (and report.md); table: {folder / TABLE_FILE}", flush=True)
@@ -344,8 +347,8 @@ def report(folder: str | Path) -> Comparison:
     return Comparison(folder, spec, table, html, md)
 
 
-def _print_cell(folder: Path, cell: Cell, index: int, total: int, done: str) -> None:
+def _cell_line(folder: Path, cell: Cell, index: int, total: int, done: str) -> str:
     row = cell_row(folder, cell)
     column = main_column(row)
-    print(f"[{index:>{len(str(total))}}/{total}] {cell.name}: {done}, {column} {row[column]:.4f}, "
-          f"{row['train_seconds']:.1f} s", flush=True)
+    return (f"[{index:>{len(str(total))}}/{total}] {cell.name}: {done}, {column} {row[column]:.4f}, "
+            f"{row['train_seconds']:.1f} s")

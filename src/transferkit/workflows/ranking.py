@@ -99,7 +99,8 @@ def rank(data: str, models: Sequence[str] | str, *, scores: Sequence[str] | str 
     rows.sort(key=lambda row: -np.inf if row[sort_by] is None else row[sort_by], reverse=True)
     ranking = Ranking(rows, sort_by, names, folder=Path(out) if out is not None else None)
     if validate:
-        validate_ranking(ranking, data, options, strategy=validate_strategy, epochs=validate_epochs)
+        validate_ranking(ranking, data, options, strategy=validate_strategy, epochs=validate_epochs,
+                         progress=progress)
     if out is not None:
         write_ranking(ranking)
     if progress:

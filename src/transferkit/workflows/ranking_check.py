@@ -11,6 +11,7 @@ from transferkit.errors import RunFolderError
 from transferkit.options import build_config
 from transferkit.runs import Run
 from transferkit.training import fit as engine
+from transferkit.workflows.progress import overall_bar
 
 #: A candidate named `<model>@random` is `<model>` with random weights: a control that should rank last.
 RANDOM_SUFFIX = "@random"
@@ -19,14 +20,23 @@ RANDOM_SUFFIX = "@random"
 CONTROL_STRATEGY = "scratch"
 
 
-def validate_ranking(ranking, data: str, options: dict[str, Any], *, strategy: str, epochs: int) -> None:
-    """Add `accuracy` (test, else val) and `finetune_s` to each row, and Kendall's tau per score."""
-    for row in ranking.rows:
-        run = fine_tune(row["model"], data, options, strategy=strategy, epochs=epochs,
-                        folder=ranking.folder / "validate")
-        split = "test" if "test" in run.metrics else "val"
-        row.update(accuracy=run.metrics[split]["accuracy"], accuracy_split=split,
-                   finetune_strategy=run.config.strategy, finetune_s=run.metrics["train_seconds"])
+def validate_ranking(ranking, data: str, options: dict[str, Any], *, strategy: str, epochs: int,
+                     progress: bool = True) -> None:
+    """Add `accuracy` (test, else val) and `finetune_s` to each row, and Kendall's tau per score.
+
+    `progress` shows one bar over the candidates' fine-tunings, with an ETA, on stderr.
+    """
+    folder = ranking.folder / "validate"
+    finished = sum((folder / run_folder_name(row["model"]) / "metrics.json").is_file() for row in ranking.rows)
+    with overall_bar(len(ranking.rows), finished=finished, desc="rank --validate", unit="run",
+                     enabled=progress) as bar:
+        for row in ranking.rows:
+            before = (folder / run_folder_name(row["model"]) / "metrics.json").is_file()
+            run = fine_tune(row["model"], data, options, strategy=strategy, epochs=epochs, folder=folder)
+            split = "test" if "test" in run.metrics else "val"
+            row.update(accuracy=run.metrics[split]["accuracy"], accuracy_split=split,
+                       finetune_strategy=run.config.strategy, finetune_s=run.metrics["train_seconds"])
+            bar.done(skipped=before)
     ranking.correlations = correlations(ranking.rows, ranking.scores)
 
 

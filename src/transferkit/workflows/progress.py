@@ -1,0 +1,42 @@
+"""One overall progress bar across the runs of a workflow: tqdm on stderr, with an ETA.
+
+Runs found finished count as done from the start (`initial`), so the ETA is the rate of the runs
+that train now, not inflated by the ones skipped in an instant. Lines about each run are written
+through the bar (`OverallBar.line`), so the bar never tears them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+
+class OverallBar:
+    """A tqdm bar over runs (disabled: lines are still printed, no bar is drawn)."""
+
+    def __init__(self, bar: tqdm, enabled: bool):
+        self._bar = bar
+        self._enabled = enabled
+
+    def done(self, skipped: bool = False) -> None:
+        """One more run finished (`skipped`: it was finished before and already counted)."""
+        if not skipped:
+            self._bar.update(1)
+
+    def line(self, text: str) -> None:
+        """A line on stdout above the bar."""
+        if self._enabled:
+            self._bar.write(text, file=sys.stdout)
+            sys.stdout.flush()
+
+
+@contextmanager
+def overall_bar(total: int, *, finished: int = 0, desc: str, unit: str, enabled: bool = True) -> Iterator[OverallBar]:
+    """A bar of `total` runs, `finished` of them done before it starts."""
+    with tqdm(total=total, initial=finished, desc=desc, unit=unit, file=sys.stderr, disable=not enabled,
+              dynamic_ncols=True) as bar, logging_redirect_tqdm(tqdm_class=tqdm):
+        yield OverallBar(bar, enabled)
