@@ -88,8 +88,8 @@ class TransferModule(L.LightningModule):
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size,
                  sync_dist=True)
         if not torch.isfinite(loss):  # stop at once: every later step, checkpoint and metric would be NaN
-            raise TrainingDivergedError.at(epoch=self.current_epoch, step=self.global_step, loss=float(loss),
-                                           lr=self.lr)
+            raise TrainingDivergedError.at(epoch=self.current_epoch, step=self.global_step,
+                                           loss=float(loss.detach()), lr=self.lr)
         return loss
 
     def validation_step(self, batch, batch_idx):
