@@ -96,7 +96,7 @@ class LabeledData:
         """Stable sha1 of the content: texts, array bytes or image file bytes (not paths); plus targets and classes.
 
         A moved or copied data folder keeps its fingerprint; an image whose bytes changed changes it. Each
-        file's digest is remembered per process by (path, size, mtime, inode), so it is read once.
+        file's digest is remembered per process by (path, size, mtime, ctime, inode), so it is read once.
         """
         digest = hashlib.sha1()
         _update(digest, f"{self.modality}|{self.task}|{self.classes!r}|{len(self.inputs)}")
@@ -136,16 +136,16 @@ def _hash_item(digest, item, *, is_path: bool) -> None:
     _update(digest, f"file|{_file_digest(item)}")
 
 
-_file_digests: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> digest of the bytes
+_file_digests: dict[tuple, str] = {}  # (path, size, mtime, ctime, inode) -> digest of the bytes
 
 
 def _file_digest(path: str) -> str:
-    """blake2b of a file's bytes, remembered while its size, mtime and inode stay the same."""
+    """blake2b of a file's bytes, remembered while its size, times and inode stay the same (any write moves ctime)."""
     try:
         info = os.stat(path)
         if not S_ISREG(info.st_mode):  # a FIFO or device would block or never end
             raise DataError(f"{path} is not a regular file; image rows must name image files.")
-        key = (path, info.st_size, info.st_mtime_ns, info.st_ino)
+        key = (path, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
         if key not in _file_digests:
             with open(path, "rb") as f:
                 _file_digests[key] = hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
