@@ -88,10 +88,10 @@ def test_checkpoint_paths_are_rebased_onto_the_own_folder_and_never_leave_it(tmp
 
 def test_resume_refuses_a_flag_that_differs_from_the_saved_config(finished, tmp_path, cli_error):
     copy = _resumable(finished, tmp_path / "copy")
-    with pytest.raises(RunFolderError, match=r"epochs: 2 there, 5 now"):
+    with pytest.raises(RunFolderError, match=r"config differs in epochs \(2 there, 5 now\)"):
         transferkit.resume(copy, progress=False, epochs=5)
     line = cli_error("fit", "--out", copy, "--resume", "--lr", "0.5")
-    assert "lr: " in line and "0.5 now" in line
+    assert "config differs in lr (" in line and "0.5 now)" in line
     assert not (copy / "metrics.json").exists()
     transferkit.resume(copy, progress=False, epochs=2, model="tiny-cnn")  # the same values are no change
     assert (copy / "metrics.json").is_file()

@@ -65,8 +65,8 @@ def check_same_config(out: Path, options: dict) -> None:
     previous = load_yaml(out / "config.yaml")
     differing = [k for k, v in options.items() if k not in WHERE and previous.get(k) != v]
     if differing:
-        details = "; ".join(f"{k}: {previous.get(k)!r} there, {options[k]!r} now" for k in differing)
-        raise RunFolderError(f"Cannot resume {out}: its config differs ({details}). "
+        details = ", ".join(f"{k} ({previous.get(k)!r} there, {options[k]!r} now)" for k in differing)
+        raise RunFolderError(f"Cannot resume {out}: its config differs in {details}. "
                              "Resume with the same options, or use another --out.")
 
 
