@@ -178,7 +178,7 @@ class RunCheckpoint(ModelCheckpoint):
 
         def rebase(path: str | None) -> str:
             relative = os.path.relpath(os.path.normpath(path), saved) if path else ""
-            if not relative or relative.startswith(os.pardir) or os.path.isabs(relative):
+            if not relative or relative == os.pardir or relative.startswith(os.pardir + os.sep):
                 return ""
             return os.path.join(self.dirpath, relative)
 
