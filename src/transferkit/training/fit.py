@@ -78,6 +78,12 @@ def fit(config: RunConfig, *, strategy: Strategy | None = None, resume: bool = F
         resume: continue the interrupted run in `config.out`.
         progress: show progress bars and print the summary.
         callbacks: extra Lightning callbacks (tune's pruning).
+
+    Raises:
+        RunFolderError: `out` is held by another live process, holds another or a finished run, or (resume)
+            its saved config or data differ from this run's.
+        WeightsFileError: (resume) last.ckpt holds more than weights or is damaged.
+        TrainingDivergedError: the training loss or the trained weights became NaN or infinite.
     """
     if strategy is None:
         config, strategy = complete_config(config)
