@@ -90,15 +90,29 @@ def completed_config(config: RunConfig | str | Path | None = None, **options: An
     return tracking.resolve(complete_config(build_config(config, **with_objects(config, options)))[0])
 
 
-def resume(folder: str | Path, *, progress: bool = True) -> Run:
-    """Continue an interrupted run from its last checkpoint, with the config saved in it."""
+def resume(folder: str | Path, *, progress: bool = True, **options: Any) -> Run:
+    """Continue an interrupted run from its last checkpoint, with the config saved in it.
+
+    `options` (fit's keywords, as given to the CLI with --resume) must equal the saved config's:
+    a resume never quietly trains with other settings. None means not given.
+
+    Raises:
+        RunFolderError: `folder` is not an unfinished run, an option differs from its saved config,
+            or its data changed since the run began.
+    """
     from transferkit.training.fit import fit as _fit  # deferred: the engine imports lightning
+    from transferkit.training.runfolder import check_same_config  # deferred with the engine
 
     saved = Path(folder) / "config.yaml"
     if not saved.is_file():
         raise RunFolderError(f"Cannot resume: {folder} is not a transferkit run (no config.yaml).")
     # The folder given wins over the saved `out`: a run folder may have been moved or copied.
-    return _fit(RunConfig.from_dict({**load_yaml(saved), "out": str(folder)}), resume=True, progress=progress)
+    config = RunConfig.from_dict({**load_yaml(saved), "out": str(folder)})
+    given = {k: v for k, v in options.items() if v is not None}
+    if given:
+        wanted = build_config(config, **given).to_dict()
+        check_same_config(Path(folder), {k: v for k, v in wanted.items() if k in given or k == "strategy_options"})
+    return _fit(config, resume=True, progress=progress)
 
 
 def load_run(folder: str | Path, *, model=None) -> Run:

@@ -244,8 +244,8 @@ def cmd_fit(args) -> None:
         config = completed_config(args.config, **_fit_options(args, ("resume", "print_config")))
         print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
         return
-    if args.resume and args.out and not any(getattr(args, k, None) for k in ("data", "model", "config")):
-        resume(args.out)
+    if args.resume and args.out and not args.config:  # the saved config, any flag given checked against it
+        resume(args.out, **_fit_options(args, ("resume", "print_config", "out")))
         return
     fit(args.config, resume=args.resume, **_fit_options(args, ("resume", "print_config")))
 

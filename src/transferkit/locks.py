@@ -66,6 +66,27 @@ def hold_lock(folder: str | Path, what: str) -> Iterator[Path]:
         _release(path, fd)
 
 
+def check_unlocked(folder: str | Path) -> None:
+    """Refuse (RunFolderError naming the holder) a folder another live process holds; changes nothing.
+
+    For the checks a command makes before it takes the lock itself: a stale lock passes, and nothing
+    is created or removed. This process's own locks pass too.
+    """
+    path = (Path(folder) / LOCK_FILE).resolve()
+    if path in _held:
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # no lock file (or no folder): nobody holds it
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released by the close below
+    except BlockingIOError:
+        raise RunFolderError(_in_use_message(path)) from None
+    finally:
+        os.close(fd)
+
+
 def lock_holder(folder: str | Path) -> dict | None:
     """What `folder/.lock` says about its holder (pid, host, what, started), or None without a readable lock."""
     try:

@@ -144,6 +144,16 @@ def test_inf_regression_target_is_refused_with_its_row(tk, tmp_path):
     assert not out.exists()
 
 
+def test_a_diverging_fit_stops_at_once_in_one_line(tk, images, tmp_path):
+    """A learning rate of 1e6 makes the loss NaN in the second epoch: exit 2 naming where, no model saved."""
+    out = tmp_path / "run"
+    argv = ["fit", "--data", images, "--model", "tiny-cnn", "--strategy", "full", "--epochs", "3", "--no-probe-init",
+            "--lr", "1e6", "--out", out]
+    line = assert_one_line(tk(*argv), 2, "diverged", "epoch", "step", "--lr", "another --out")
+    assert not (out / "model").exists() and not (out / "metrics.json").exists(), "a diverged model was saved"
+    assert (out / "checkpoints" / "last.ckpt").is_file(), f"the earlier epoch's checkpoint was lost: {line}"
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A folder on a read-only file system (root ignores permission bits, so a read-only tmpfs)."""

@@ -50,7 +50,7 @@ def test_fit_killed_during_feature_caching(spawn, tk, tmp_path, many_images, sig
 
 
 @pytest.mark.parametrize("sig", [
-    pytest.param(signal.SIGINT, id="sigint", marks=xfail("exit 1: Lightning catches Ctrl-C and calls sys.exit(1)")),
+    pytest.param(signal.SIGINT, id="sigint"),
     pytest.param(signal.SIGKILL, id="sigkill")])
 def test_fit_killed_mid_epoch_resumes(spawn, tk, tmp_path, images, sig):
     out = tmp_path / "run"
@@ -160,8 +160,8 @@ def test_full_disk_is_one_line(tk, tmp_path, images, small_disk, where):
 # ---- concurrency ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("resume", [
-    pytest.param(False, id="second-fit", marks=xfail("refused (an unfinished run, add --resume) but no PID named")),
-    pytest.param(True, id="second-fit-resume", marks=xfail("not refused: both processes train into one folder"))])
+    pytest.param(False, id="second-fit"),
+    pytest.param(True, id="second-fit-resume")])
 def test_second_fit_into_a_busy_run_folder_names_the_holder(spawn, tk, tmp_path, images, resume):
     out = tmp_path / "run"
     first = spawn("fit", "--data", images, *SLOW_FIT, "--out", out)

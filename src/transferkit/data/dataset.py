@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from stat import S_ISREG
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -92,7 +93,11 @@ class LabeledData:
         )
 
     def fingerprint(self) -> str:
-        """Stable sha1 of the content: texts, array bytes, or path + size + mtime; plus targets and classes."""
+        """Stable sha1 of the content: texts, array bytes or image file bytes (not paths); plus targets and classes.
+
+        A moved or copied data folder keeps its fingerprint; an image whose bytes changed changes it. Each
+        file's digest is remembered per process by (path, size, mtime, ctime, inode), so it is read once.
+        """
         digest = hashlib.sha1()
         _update(digest, f"{self.modality}|{self.task}|{self.classes!r}|{len(self.inputs)}")
         for item in self.inputs:
@@ -128,12 +133,25 @@ def _hash_item(digest, item, *, is_path: bool) -> None:
     if not is_path:
         _update(digest, f"text|{item}")
         return
-    # Size and mtime stand in for the bytes, so an edited image changes the key without reading it.
+    _update(digest, f"file|{_file_digest(item)}")
+
+
+_file_digests: dict[tuple, str] = {}  # (path, size, mtime, ctime, inode) -> digest of the bytes
+
+
+def _file_digest(path: str) -> str:
+    """blake2b of a file's bytes, remembered while its size, times and inode stay the same (any write moves ctime)."""
     try:
-        stat = os.stat(item)
+        info = os.stat(path)
+        if not S_ISREG(info.st_mode):  # a FIFO or device would block or never end
+            raise DataError(f"{path} is not a regular file; image rows must name image files.")
+        key = (path, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino)
+        if key not in _file_digests:
+            with open(path, "rb") as f:
+                _file_digests[key] = hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
     except OSError as exc:
-        raise DataError(f"Cannot read image file {item}: {exc.strerror}; restore it or reload the data.") from exc
-    _update(digest, f"path|{item}|{stat.st_size}|{stat.st_mtime_ns}")
+        raise DataError(f"Cannot read image file {path}: {exc.strerror}; restore it or reload the data.") from exc
+    return _file_digests[key]
 
 
 def from_raw_labels(

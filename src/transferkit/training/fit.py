@@ -6,10 +6,12 @@ training returns into `Results`, which the run folder is written from.
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +25,7 @@ from transferkit import inference, tracking
 from transferkit.config import RunConfig
 from transferkit.data import SourceTargetLoader
 from transferkit.data.loaders import SeededShuffle
+from transferkit.errors import TrainingDivergedError
 from transferkit.evaluation.metrics import main_metric, task_metrics
 from transferkit.loading import run_batches
 from transferkit.model import NN_HEADS
@@ -75,38 +78,81 @@ def fit(config: RunConfig, *, strategy: Strategy | None = None, resume: bool = F
         resume: continue the interrupted run in `config.out`.
         progress: show progress bars and print the summary.
         callbacks: extra Lightning callbacks (tune's pruning).
+
+    Raises:
+        RunFolderError: `out` is held by another live process, holds another or a finished run, or (resume)
+            its saved config or data differ from this run's.
+        WeightsFileError: (resume) last.ckpt holds more than weights or is damaged.
+        TrainingDivergedError: the training loss or the trained weights became NaN or infinite.
     """
     if strategy is None:
         config, strategy = complete_config(config)
     config = tracking.resolve(config)
-    rank_zero = distributed.is_rank_zero()  # the one process of a DDP run that writes the run folder
+    session = Session(Path(config.out or "."), resume, progress, (), tuple(callbacks or ()))
+    if not distributed.is_rank_zero():  # rank 0 is the one process of a DDP run that owns the run folder
+        train_and_write(make_plan(config, strategy), session, config)
+        return None
+    # Every refusal comes before the folder is locked or written, so a refused command leaves it as it was.
     # A strategy that chooses from the data is compared with a resumed run once it has chosen (open_run_folder).
-    if rank_zero:
-        runfolder.check_run_folder(config, resume=resume, compare=not strategy.chooses_from_data)
-    plan = make_plan(config, strategy)  # before the folder is made, so bad data leaves no half-made run behind
+    runfolder.check_run_folder(config, resume=resume, compare=not strategy.chooses_from_data)
+    plan = make_plan(config, strategy)  # before the folder is written, so bad data leaves no half-made run behind
+    record = runfolder.provenance(plan.splits, plan.target)
+    if resume:
+        runfolder.check_provenance(session.out, record)
+        if (last := session.out / "checkpoints" / "last.ckpt").is_file():
+            runfolder.read_checkpoint(last)  # a damaged or pickled last.ckpt: one line, before Lightning reads it
+    with runfolder.claimed(plan.config, resume=resume, provenance=record) as out:
+        loggers = tracking.open_loggers(plan.config, out, version=runfolder.next_log_version(out), resume=resume)
+        return train_and_write(plan, replace(session, out=out, loggers=tuple(loggers)), config)
+
+
+def train_and_write(plan: Plan, session: Session, config: RunConfig):
+    """Train as planned; rank 0 evaluates and writes the run folder and returns its `Run` (others None).
+
+    Args:
+        config: the config as given (with the tracker resolved), before a choosing strategy chose.
+    """
+    rank_zero = distributed.is_rank_zero()
     distributed.check_static_schedule(plan.config, plan.strategy, plan.model)
-    out = runfolder.open_run_folder(plan.config, resume=resume) if rank_zero else Path(plan.config.out)
-    loggers = ()
-    if rank_zero:
-        loggers = tuple(tracking.open_loggers(plan.config, out, version=runfolder.next_log_version(out),
-                                              resume=resume))
-    session = Session(out, resume, progress, loggers, tuple(callbacks or ()))
     gap = domain.DomainGap(plan) if plan.target is not None else None  # from the pretrained features
     start = time.perf_counter()
-    trained = train(plan, session)
+    trained = train_or_explain(plan, session)
     train_seconds = time.perf_counter() - start
     if not rank_zero:
         return None
+    out = session.out
     model = plan.strategy.export_model(plan.model)
+    check_finite_weights(model, plan.config)  # a diverged model is never saved or reported
     metrics = {split: evaluate_split(plan, model, split, out) for split in plan.nonempty("val", "test")}
     results = Results(metrics, trained.history, train_seconds, trained.head_selection,
                       gap.measure(plan.config, model) if gap is not None else None)
     runfolder.write_results(out, plan, model, results)
-    tracking.finish(config, list(loggers), out)
+    tracking.finish(config, list(session.loggers), out)
     run = Run.load(out)
-    if progress:
+    if session.progress:
         run.print_summary()
     return run
+
+
+def train_or_explain(plan: Plan, session: Session) -> Trained:
+    """`train`; a divergence after the first checkpoint also says the folder keeps those checkpoints."""
+    try:
+        return train(plan, session)
+    except TrainingDivergedError as exc:
+        if not distributed.is_rank_zero() or runfolder.never_started(session.out):
+            raise  # the folder is cleared (runfolder.claimed): the same --out takes the corrected run
+        raise TrainingDivergedError(f"{exc} {session.out} keeps the checkpoints of the epochs before; "
+                                    "fit again into another --out.") from None
+
+
+def check_finite_weights(model, config: RunConfig) -> None:
+    """Refuse a model holding NaN or infinite weights or statistics (TrainingDivergedError)."""
+    bad = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        more = ", ..." if len(bad) > 3 else ""
+        raise TrainingDivergedError(f"Training diverged: the trained model holds non-finite weights "
+                                    f"({', '.join(bad[:3])}{more}); nothing was saved. Lower the learning rate "
+                                    f"with --lr (now {config.lr:g}), e.g. ten times lower.")
 
 
 def train(plan: Plan, session: Session) -> Trained:
@@ -121,16 +167,46 @@ def train(plan: Plan, session: Session) -> Trained:
     return Trained(train_end_to_end(plan, session), selection)
 
 
+class RunCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint that reads the paths it saved relative to its own folder.
+
+    Lightning saves `best_model_path` (and the others) absolute, so a copied or moved run folder would
+    go on loading, and reporting, the original folder's best.ckpt. On load, every saved path is moved
+    from the saved folder to this one; a path outside the saved folder is dropped, never read.
+    """
+
+    @property
+    def state_key(self) -> str:  # ModelCheckpoint's key: checkpoints written before this class still restore
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved = os.path.normpath(state_dict.get("dirpath") or self.dirpath)
+
+        def rebase(path: str | None) -> str:
+            relative = os.path.relpath(os.path.normpath(path), saved) if path else ""
+            if not relative or relative == os.pardir or relative.startswith(os.pardir + os.sep):
+                return ""
+            return os.path.join(self.dirpath, relative)
+
+        state = {**state_dict, "dirpath": self.dirpath}
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state:
+                state[key] = rebase(state[key])
+        if "best_k_models" in state:
+            state["best_k_models"] = {rebase(k): v for k, v in state["best_k_models"].items() if rebase(k)}
+        super().load_state_dict(state)
+
+
 def trainer_for(plan: Plan, session: Session, *, has_val: bool) -> L.Trainer:
     config, out = plan.config, session.out
     metric, mode = main_metric(config.task)
     monitor = f"val/{metric}" if has_val else None
     # Two callbacks: with a monitor, Lightning refreshes `last` only when the metric improves,
     # and a resume must restart from the last epoch, not the best one.
-    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                           save_top_k=1, enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
-                           enable_version_counter=False)
+    best = RunCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=monitor, mode=mode,
+                         save_top_k=1, enable_version_counter=False)
+    last = RunCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
+                         enable_version_counter=False)
     callbacks = [best, last, *session.callbacks, *([run_progress_bar()] if session.progress else [])]
     if has_val and config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
@@ -138,7 +214,8 @@ def trainer_for(plan: Plan, session: Session, *, has_val: bool) -> L.Trainer:
         max_epochs=config.epochs, **distributed.trainer_placement(config),
         logger=[CSVLogger(out, name="logs", version=runfolder.next_log_version(out)), *session.loggers],
         precision="bf16-mixed" if config.precision == "bf16" else "32-true", callbacks=callbacks,
-        enable_progress_bar=session.progress, enable_model_summary=False, log_every_n_steps=1,
+        # A progress bar only where someone watches: in a pipe or log file it is noise around the one result line.
+        enable_progress_bar=session.progress and sys.stdout.isatty(), enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0, deterministic=False,
     )
 
@@ -157,7 +234,7 @@ def run_lightning(plan: Plan, session: Session, train_loader, val_loader, *, fea
     fit_interruptibly(trainer, module, train_loader, val_loader, ckpt_path)
     best = trainer.checkpoint_callback.best_model_path or str(last)  # the first callback: "best"
     if best and Path(best).is_file():
-        state = torch.load(best, map_location="cpu", weights_only=True)
+        state = runfolder.read_checkpoint(Path(best))
         plan.strategy.load_state_dict(state.get("transferkit_strategy", {}), plan.model)
         module.load_state_dict(state["state_dict"])
     module.cpu()
@@ -172,7 +249,7 @@ def fit_interruptibly(trainer: L.Trainer, module, train_loader, val_loader, ckpt
     """
     handler = signal.getsignal(signal.SIGINT)
     try:
-        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path)
+        trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
         if trainer.interrupted:
             raise KeyboardInterrupt from None

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from transferkit.errors import TrainingDivergedError
 from transferkit.evaluation.metrics import task_metrics
 from transferkit.inference import channels_last_inputs, use_channels_last
 from transferkit.model import TargetScaling
@@ -86,6 +87,9 @@ class TransferModule(L.LightningModule):
             loss = loss + term
         self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=batch_size,
                  sync_dist=True)
+        if not torch.isfinite(loss):  # stop at once: every later step, checkpoint and metric would be NaN
+            raise TrainingDivergedError.at(epoch=self.current_epoch, step=self.global_step,
+                                           loss=float(loss.detach()), lr=self.lr)
         return loss
 
     def validation_step(self, batch, batch_idx):

@@ -3,19 +3,35 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import pickle
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from safetensors.torch import save_file
 
 from transferkit.config import RunConfig, atomic_write_text, load_yaml, save_yaml
 from transferkit.deploy.native import save_native_model
-from transferkit.errors import RunFolderError
+from transferkit.errors import RunFolderError, WeightsFileError
+from transferkit.locks import LOCK_FILE, check_unlocked, hold_lock
 from transferkit.modelmeta import ModelMeta
+
 #: Where a run trains and writes, not what it trains: a resume may change them.
 WHERE = ("out", "accelerator", "devices", "num_nodes")
+#: What the run folder records about its data and software (`provenance`), checked by a resume.
+PROVENANCE_FILE = "provenance.json"
+#: What a run writes before its first checkpoint: a folder holding only these never started.
+_BEFORE_FIRST_CHECKPOINT = {"config.yaml", "logs", "checkpoints", PROVENANCE_FILE, LOCK_FILE}
+_PACKAGES = ("transferkit", "torch", "timm", "transformers", "lightning")
+
+log = logging.getLogger("transferkit")
 
 
 def check_run_folder(config: RunConfig, *, resume: bool, compare: bool = True) -> None:
@@ -27,6 +43,9 @@ def check_run_folder(config: RunConfig, *, resume: bool, compare: bool = True) -
         raise RunFolderError("No output folder: pass --out DIR (the run folder to create).")
     out = Path(config.out)
     saved = out / "config.yaml"
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"Output folder {out} is a file; choose another --out.")
+    check_unlocked(out)  # another live process writing there: name it, whatever the folder holds
     if resume:
         if not saved.is_file():
             raise RunFolderError(f"Cannot resume: {out} is not a transferkit run (no config.yaml). "
@@ -34,26 +53,148 @@ def check_run_folder(config: RunConfig, *, resume: bool, compare: bool = True) -
         if (out / "metrics.json").is_file():
             raise RunFolderError(f"Cannot resume {out}: it is a finished run (metrics.json exists); "
                                  "choose another --out for a new run.")
-        if not compare:
-            return
-        previous = load_yaml(saved)
-        differing = [k for k, v in config.to_dict().items() if k not in WHERE and previous.get(k) != v]
-        if differing:
-            raise RunFolderError(f"Cannot resume {out}: its config differs in {', '.join(differing)}. "
-                                 "Resume with the same options, or use another --out.")
-    elif out.exists() and any(out.iterdir()):
+        if compare:
+            check_same_config(out, config.to_dict())
+    elif _contents(out) and not never_started(out):
         what = "a finished run" if (out / "metrics.json").is_file() else (
             "an unfinished run (add --resume to continue it)" if saved.is_file() else "other files")
         raise RunFolderError(f"Output folder {out} already holds {what}; choose another --out.")
 
 
-def open_run_folder(config: RunConfig, *, resume: bool) -> Path:
-    """Create (or, with resume, reopen) the run folder; never overwrite a different or finished run."""
+def check_same_config(out: Path, options: dict) -> None:
+    """Refuse `options` (config fields) that differ from the config saved in the run folder `out`."""
+    previous = load_yaml(out / "config.yaml")
+    differing = [k for k, v in options.items() if k not in WHERE and previous.get(k) != v]
+    if differing:
+        details = ", ".join(f"{k} ({previous.get(k)!r} there, {options[k]!r} now)" for k in differing)
+        raise RunFolderError(f"Cannot resume {out}: its config differs in {details}. "
+                             "Resume with the same options, or use another --out.")
+
+
+def open_run_folder(config: RunConfig, *, resume: bool, provenance: dict | None = None) -> Path:
+    """Create (or, with resume, reopen) the run folder; never overwrite a different or finished run.
+
+    Args:
+        config: the run's completed config, saved as config.yaml.
+        resume: reopen an interrupted run; its recorded data must be `provenance`'s.
+        provenance: what `provenance(plan)` says about this run's data and software (None: not recorded).
+    """
     check_run_folder(config, resume=resume)
     out = Path(config.out)
+    if resume:
+        check_provenance(out, provenance, warn=False)  # the caller warned when it checked before the lock
+    elif _contents(out):  # a run that never reached its first checkpoint: nothing there to lose
+        log.warning("Replacing the run in %s that never reached its first checkpoint.", out)
+        clear_unstarted(out)
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(config.to_dict(), out / "config.yaml")
+    if provenance is not None and not (resume and (out / PROVENANCE_FILE).is_file()):
+        atomic_write_text(out / PROVENANCE_FILE, json.dumps(provenance, indent=2))
     return out
+
+
+def _contents(out: Path) -> list[Path]:
+    """What a folder holds besides a lock file (none when it does not exist)."""
+    return [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
+
+
+def never_started(out: Path) -> bool:
+    """Whether `out` holds only what a run writes before its first checkpoint (config, logs, provenance)."""
+    names = {p.name for p in _contents(out)}
+    return ("config.yaml" in names and names <= _BEFORE_FIRST_CHECKPOINT
+            and not any((out / "checkpoints").glob("*.ckpt")))
+
+
+def clear_unstarted(out: Path) -> None:
+    """Remove what a run that never reached its first checkpoint wrote (the lock stays with its holder)."""
+    if not never_started(out):
+        raise RunFolderError(f"{out} holds checkpoints or other files; it is never cleared.")
+    for path in _contents(out):
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+@contextmanager
+def claimed(config: RunConfig, *, resume: bool, provenance: dict | None = None) -> Iterator[Path]:
+    """Own the run folder for a fit: locked, checked and opened (`open_run_folder`); yields its path.
+
+    A fit that fails (not Ctrl-C: that one says to resume) before its first checkpoint removes what it
+    wrote, and the folder when it made it, so the corrected command runs. Checkpoints are never removed.
+    """
+    check_run_folder(config, resume=resume)  # the folder's own refusals first (no --out, a file)
+    out = Path(config.out)
+    made = not out.exists()
+    try:
+        with hold_lock(out, "fit"):
+            open_run_folder(config, resume=resume, provenance=provenance)
+            try:
+                yield out
+            except Exception:
+                if never_started(out):
+                    clear_unstarted(out)
+                raise
+    finally:
+        if made and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+
+
+def provenance(splits: dict, target=None) -> dict:
+    """What a run folder records of its data (content fingerprints, not paths) and of the software."""
+    data = {name: part.fingerprint() for name, part in splits.items()}
+    if target is not None:
+        data["target"] = target.fingerprint()
+    return {"data": data, "versions": package_versions()}
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def check_provenance(out: Path, now: dict | None, *, warn: bool = True) -> None:
+    """Refuse to resume `out` on data whose content changed; warn (if `warn`) when the packages changed."""
+    try:
+        saved = json.loads((out / PROVENANCE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if warn:
+            log.warning("%s records no data fingerprint (an older run): its data cannot be checked.", out)
+        return
+    except (OSError, ValueError) as exc:
+        raise RunFolderError(f"Cannot resume {out}: {PROVENANCE_FILE} is unreadable ({exc}); "
+                             "start a new run with another --out.") from None
+    if now is None:
+        return
+    changed = sorted(k for k in set(saved.get("data", {})) | set(now["data"])
+                     if saved.get("data", {}).get(k) != now["data"].get(k))
+    if changed:
+        raise RunFolderError(f"Cannot resume {out}: its data changed since the run began (the content of the "
+                             f"{', '.join(changed)} split{'s' if len(changed) > 1 else ''} differs); restore "
+                             "the data, or start a new run with another --out.")
+    versions = {k: (v, now["versions"].get(k)) for k, v in saved.get("versions", {}).items()
+                if v != now["versions"].get(k)}
+    if versions and warn:
+        log.warning("Resuming %s with other package versions: %s.", out,
+                    ", ".join(f"{k} {a} -> {b}" for k, (a, b) in versions.items()))
+
+
+def read_checkpoint(path: Path) -> dict:
+    """A Lightning checkpoint loaded as plain data (`weights_only=True`): no pickled code ever runs.
+
+    Raises:
+        WeightsFileError: the file holds objects other than tensors and plain containers, or is damaged.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        why = "holds objects other than weights, which transferkit never loads"
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        why = f"is damaged ({' '.join(str(exc).split())[:120]})"
+    raise WeightsFileError(f"Checkpoint {path} {why}; restore it from a backup, or start a new run with "
+                           "another --out.")
 
 
 def write_predictions(path: Path, data, preds: np.ndarray, scores: np.ndarray | None = None) -> None:

@@ -23,6 +23,7 @@ from transferkit import tracking
 from transferkit.config import RunConfig, atomic_write_text, load_yaml, save_yaml
 from transferkit.errors import ConfigError, RunFolderError
 from transferkit.evaluation.report import main_column, write_report
+from transferkit.locks import LOCK_FILE, hold_lock
 from transferkit.modelmeta import ModelMeta
 from transferkit.options import build_config
 from transferkit.strategies import STRATEGIES, Strategy
@@ -199,7 +200,7 @@ def _flat(spec: dict[str, Any]) -> dict[str, Any]:
 
 def check_folder(folder: Path, spec: dict[str, Any]) -> None:
     """Refuse an --out holding anything but this same comparison; nothing there is touched."""
-    if not folder.exists() or not any(folder.iterdir()):
+    if not folder.exists() or not any(p.name != LOCK_FILE for p in folder.iterdir()):
         return
     saved_path = folder / SPEC_FILE
     if not saved_path.is_file():
@@ -321,16 +322,18 @@ def compare(config: RunConfig | str | Path | None = None, *, strategies: str | S
     spec = make_spec(strategies, train_per_class, seeds, shared_options(config, options))
     check_folder(folder, spec)
     configs = check_grid(spec, folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    save_yaml(spec, folder / SPEC_FILE)
-    finished = sum((Path(c.out) / "metrics.json").is_file() for c, _ in configs.values())
-    with overall_bar(len(configs), finished=finished, desc="compare", unit="cell", enabled=progress) as bar:
-        for i, (cell, (cell_cfg, strategy)) in enumerate(configs.items(), 1):
-            done = run_cell(cell_cfg, strategy)
-            write_table(folder, spec)
-            bar.done(skipped=done == "finished before")
-            bar.line(_cell_line(folder, cell, i, len(configs), done))
-    result = report(folder)
+    with hold_lock(folder, "compare"):  # one process at a time runs a comparison's cells
+        check_folder(folder, spec)  # again, under the lock: another process may have begun meanwhile
+        folder.mkdir(parents=True, exist_ok=True)
+        save_yaml(spec, folder / SPEC_FILE)
+        finished = sum((Path(c.out) / "metrics.json").is_file() for c, _ in configs.values())
+        with overall_bar(len(configs), finished=finished, desc="compare", unit="cell", enabled=progress) as bar:
+            for i, (cell, (cell_cfg, strategy)) in enumerate(configs.items(), 1):
+                done = run_cell(cell_cfg, strategy)
+                write_table(folder, spec)
+                bar.done(skipped=done == "finished before")
+                bar.line(_cell_line(folder, cell, i, len(configs), done))
+        result = report(folder)
     if progress:
         print(f"Report: {result.report_html} (and report.md); table: {folder / TABLE_FILE}", flush=True)
     return result
