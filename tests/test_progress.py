@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import pytest
@@ -11,7 +12,8 @@ import transferkit
 from transferkit.training.quiet import quiet_lightning
 
 
-def test_the_training_bar_shows_no_v_num(tmp_path, color_images, capfd):
+def test_the_training_bar_shows_no_v_num(tmp_path, color_images, capfd, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # the bar is drawn on terminals only
     transferkit.fit(data=str(color_images), model="tiny-cnn", strategy="full", epochs=1, image_size=16,
                     out=str(tmp_path / "run"), progress=True)
     out, err = capfd.readouterr()

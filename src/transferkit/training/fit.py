@@ -207,7 +207,8 @@ def trainer_for(plan: Plan, session: Session, *, has_val: bool) -> L.Trainer:
                          save_top_k=1, enable_version_counter=False)
     last = RunCheckpoint(dirpath=out / "checkpoints", filename="last", monitor=None, save_top_k=1,
                          enable_version_counter=False)
-    callbacks = [best, last, *session.callbacks, *([run_progress_bar()] if session.progress else [])]
+    bar = session.progress and sys.stdout.isatty()  # piped output gets no bar: an error stays one line
+    callbacks = [best, last, *session.callbacks, *([run_progress_bar()] if bar else [])]
     if has_val and config.patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=config.patience))
     return L.Trainer(
@@ -215,7 +216,7 @@ def trainer_for(plan: Plan, session: Session, *, has_val: bool) -> L.Trainer:
         logger=[CSVLogger(out, name="logs", version=runfolder.next_log_version(out)), *session.loggers],
         precision="bf16-mixed" if config.precision == "bf16" else "32-true", callbacks=callbacks,
         # A progress bar only where someone watches: in a pipe or log file it is noise around the one result line.
-        enable_progress_bar=session.progress and sys.stdout.isatty(), enable_model_summary=False, log_every_n_steps=1,
+        enable_progress_bar=bar, enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0, deterministic=False,
     )
 

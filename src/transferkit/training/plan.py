@@ -8,7 +8,7 @@ data choose, and returns a frozen `Plan`. Training reads the plan and returns it
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from collections.abc import Mapping
 
@@ -18,7 +18,7 @@ import torch
 
 from transferkit.backbones import create_backbone
 from transferkit.config import RunConfig
-from transferkit.data import LabeledData, load_data, make_splits
+from transferkit.data import LabeledData, Splits, load_data, make_splits
 from transferkit.errors import ConfigError
 from transferkit.inference import autocast
 from transferkit.loading import run_batches, source_options
@@ -39,6 +39,8 @@ class Plan:
         scaling: the regression-target standardisation (identity for classification).
         choice: what a strategy that chooses from the data chose, and why (else None).
         target: unlabeled target-domain data (--target-data), else None.
+        data_checks: what splitting found, for metrics.json: {"leakage": per held-out split,
+            "split_warnings": [...]}.
     """
 
     config: RunConfig
@@ -48,6 +50,7 @@ class Plan:
     scaling: TargetScaling
     choice: StrategyChoice | None = None
     target: LabeledData | None = None
+    data_checks: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
 
     def nonempty(self, *names: str) -> tuple[str, ...]:
         """The named splits that hold samples."""
@@ -76,7 +79,7 @@ def complete_config(config: RunConfig) -> tuple[RunConfig, Strategy]:
     return config, strategy
 
 
-def load_splits(config: RunConfig) -> dict[str, LabeledData]:
+def load_splits(config: RunConfig) -> Splits:
     """The train / val / test splits of `config`'s data (and --test-data)."""
     parts = load_data(config.data, **source_options(config))
     test = None
@@ -109,8 +112,9 @@ def make_plan(config: RunConfig, strategy: Strategy | None = None) -> Plan:
     if config.target_data:
         domain.warn_if_unused(config, strategy)
         target = domain.load_target_data(config, train.modality)
+    checks = {"leakage": splits.leakage_dict(), "split_warnings": list(splits.warnings)}
     return Plan(config, strategy, model, MappingProxyType(dict(splits)), TargetScaling.of(config.task, train.targets),
-                choice=choice, target=target)
+                choice=choice, target=target, data_checks=MappingProxyType(checks))
 
 
 def build_backbone(config: RunConfig, strategy: Strategy, modality: str):

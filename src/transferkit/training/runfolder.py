@@ -252,7 +252,7 @@ def write_results(out: Path, plan, model, results) -> None:
                "epochs_run": len(results.history), "groups": groups,
                "n_train": len(plan.splits["train"]), "n_val": len(plan.splits["val"]),
                "n_test": len(plan.splits["test"])}
-    payload.update(split_checks(plan.splits))
+    payload.update(plan.data_checks)
     if plan.choice is not None:
         payload["strategy_choice"] = plan.choice.to_dict()
     if results.head_selection:
@@ -265,21 +265,6 @@ def write_results(out: Path, plan, model, results) -> None:
                                       else "last epoch (no source validation split)")
         payload["domain_gap"] = results.domain_gap
     atomic_write_text(out / "metrics.json", json.dumps(payload, indent=2, default=float))
-
-
-def split_checks(splits) -> dict:
-    """metrics.json's record of the data checks: {"leakage": per held-out split, "split_warnings": [...]}.
-
-    From the `Splits` that make_splits returned; splits without its reports (a plain mapping) are
-    checked for leakage here, and have no split warnings to record.
-    """
-    if hasattr(splits, "leakage_dict"):
-        return {"leakage": splits.leakage_dict(), "split_warnings": list(splits.warnings)}
-    from transferkit.data import check_leakage
-
-    reports = check_leakage(dict(splits))
-    return {"leakage": {name: report.to_dict() for name, report in reports.items()},
-            "split_warnings": [report.message() for report in reports.values() if report.count]}
 
 
 def save_model(folder: Path, plan, model) -> None:
