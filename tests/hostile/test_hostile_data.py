@@ -148,8 +148,7 @@ def test_fifo_in_a_table_is_refused_not_a_hang(tk, tmp_path, images):
 
 @pytest.mark.parametrize("make_bad", [
     pytest.param(truncated_png, id="truncated"),
-    pytest.param(undecodable_png, id="undecodable-pixels",
-                 marks=xfail("exit 2 but after feature progress bars: 4 lines, not one"))])
+    pytest.param(undecodable_png, id="undecodable-pixels")])
 def test_bad_png_without_skip_is_one_line(tk, tmp_path, images, make_bad):
     table, bad = image_table(tmp_path, images, "bad.png", make_bad)
     out = tmp_path / "run"

@@ -28,7 +28,8 @@ from transferkit.loading import run_batches
 from transferkit.model import NN_HEADS
 from transferkit.runs import Run
 from transferkit.strategies import Strategy
-from transferkit.training import distributed, domain, heads, runfolder
+from transferkit.training import distributed, domain, features, heads, runfolder
+from transferkit.training.checkpointing import AtomicCheckpointIO
 from transferkit.training.module import TransferModule
 from transferkit.training.plan import Plan, complete_config, frozen_features_of, make_plan
 from transferkit.training.quiet import quiet_lightning
@@ -76,6 +77,7 @@ def fit(config: RunConfig, *, strategy: Strategy | None = None, resume: bool = F
         progress: show progress bars and print the summary.
         callbacks: extra Lightning callbacks (tune's pruning).
     """
+    features.show_progress(progress)  # the feature-extraction bars of this fit
     if strategy is None:
         config, strategy = complete_config(config)
     config = tracking.resolve(config)
@@ -139,7 +141,7 @@ def trainer_for(plan: Plan, session: Session, *, has_val: bool) -> L.Trainer:
         logger=[CSVLogger(out, name="logs", version=runfolder.next_log_version(out)), *session.loggers],
         precision="bf16-mixed" if config.precision == "bf16" else "32-true", callbacks=callbacks,
         enable_progress_bar=session.progress, enable_model_summary=False, log_every_n_steps=1,
-        num_sanity_val_steps=0, deterministic=False,
+        num_sanity_val_steps=0, deterministic=False, plugins=[AtomicCheckpointIO()],
     )
 
 
