@@ -129,25 +129,23 @@ def export(run, *, format: str = "onnx", tolerance: float = DEFAULT_TOLERANCE, i
         wrapper, samples, names, preprocessing = _image_wrapper(model, facts, input_dtype)
     outputs = ("logits",) if facts.target_stats is None else ("values",)
     final = Path(run.folder) / "export"
-    with writing(final, EXPORT_FIX):
+    with writing(final, EXPORT_FIX):  # a full or read-only run folder: one line naming RUN/export
         staging = _staging_folder(final)
-    try:
-        with writing(final, EXPORT_FIX):
+        try:
             _torch_export(wrapper, samples[0], staging / "model.onnx", names, outputs, opset)
             _add_onnx_metadata(staging / "model.onnx", facts, preprocessing)
-        diff = max_abs_diff(wrapper, staging / "model.onnx", samples, names)
-        if not diff <= tolerance:
-            raise ExportError(f"The ONNX model's outputs differ from PyTorch's by up to {diff:.3g}, more than "
-                              f"the tolerance {tolerance:g}; nothing was written to {final}. Try another "
-                              "--opset, or raise --tolerance if the difference is acceptable.")
-        with writing(final, EXPORT_FIX):
+            diff = max_abs_diff(wrapper, staging / "model.onnx", samples, names)
+            if not diff <= tolerance:
+                raise ExportError(f"The ONNX model's outputs differ from PyTorch's by up to {diff:.3g}, more than "
+                                  f"the tolerance {tolerance:g}; nothing was written to {final}. Try another "
+                                  "--opset, or raise --tolerance if the difference is acceptable.")
             if facts.modality == "text":
                 model.backbone.tokenizer.save_pretrained(str(staging / "tokenizer"))
             _write_meta(staging, facts, preprocessing, names, outputs, input_dtype, diff, tolerance, opset)
             shutil.copyfile(PREDICT_SCRIPT, staging / PREDICT_SCRIPT.name)
             _replace_folder(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(final, final / "model.onnx", diff, tolerance, names, outputs)
 
 
