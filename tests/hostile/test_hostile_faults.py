@@ -74,7 +74,6 @@ def test_fit_killed_right_after_creating_its_folder_resumes(spawn, tk, tmp_path,
 
 # ---- compare, tune and export interrupted ------------------------------------------------------------------
 
-@xfail("exit 1, not 130, and no compare command to continue with")
 def test_compare_interrupted_then_rerun(spawn, tk, tmp_path, images):
     out = tmp_path / "cmp"
     argv = ["compare", "--data", images, "--model", "tiny-cnn", "--strategies", "full", "--train-per-class", "all",
@@ -188,7 +187,6 @@ def _params(study) -> list[tuple]:
     return [tuple(sorted(p.items())) for p in trials.values()]
 
 
-@xfail("trials 3-4 repeat trials 1-2: the seeded sampler is rebuilt")
 def test_tune_resumed_never_repeats_parameters(tk, two_trials, images, tmp_path):
     study = shutil.copytree(two_trials, tmp_path / "study")
     assert_ok(tk("tune", "--data", images, *TUNE, "--trials", "4", "--out", study))
@@ -196,7 +194,6 @@ def test_tune_resumed_never_repeats_parameters(tk, two_trials, images, tmp_path)
     assert len(params) == 4 and len(set(params)) == 4, f"repeated parameter sets: {params}"
 
 
-@xfail("exit 0: the study continues with --epochs 5")
 def test_tune_into_the_same_out_with_other_settings_is_refused(tk, two_trials, images, tmp_path):
     study = shutil.copytree(two_trials, tmp_path / "study")
     before = tree_state(study)
