@@ -293,3 +293,12 @@ def test_ctrl_c_names_the_command_that_continues(cli, monkeypatch, argv, says):
     result = cli(*argv)
     assert result.code == 130
     assert _one_error_line(result).startswith(f"transferkit: interrupted; {says}"), result.err
+
+
+def test_export_onto_a_full_disk_is_one_line_and_leaves_the_run_as_it_was(cli, disk, fe_image_run):
+    run = disk("64k", content=fe_image_run) / fe_image_run.name  # the run fits; the run and its export do not
+    before = sorted(p.name for p in run.iterdir())
+    result = cli("export", run)
+    line = _one_error_line(result)
+    assert result.code == 2 and "No space left on " in line and f"writing {run / 'export'};" in line, line
+    assert sorted(p.name for p in run.iterdir()) == before, "a failed export left its staging folder"
