@@ -47,9 +47,7 @@ def test_fit_killed_during_feature_caching(spawn, tk, tmp_path, many_images, sig
     assert not stray_temp_files(cache, out), "the next run left the killed run's temporary files"
 
 
-@pytest.mark.parametrize("sig", [
-    pytest.param(signal.SIGINT, id="sigint", marks=xfail("exit 1: Lightning catches Ctrl-C and calls sys.exit(1)")),
-    pytest.param(signal.SIGKILL, id="sigkill")])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGINT, id="sigint"), pytest.param(signal.SIGKILL, id="sigkill")])
 def test_fit_killed_mid_epoch_resumes(spawn, tk, tmp_path, images, sig):
     out = tmp_path / "run"
     proc = spawn("fit", "--data", images, *SLOW_FIT, "--out", out)

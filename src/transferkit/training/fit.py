@@ -7,6 +7,7 @@ training returns into `Results`, which the run folder is written from.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -140,7 +141,8 @@ def trainer_for(plan: Plan, session: Session, *, has_val: bool) -> L.Trainer:
         max_epochs=config.epochs, **distributed.trainer_placement(config),
         logger=[CSVLogger(out, name="logs", version=runfolder.next_log_version(out)), *session.loggers],
         precision="bf16-mixed" if config.precision == "bf16" else "32-true", callbacks=callbacks,
-        enable_progress_bar=session.progress, enable_model_summary=False, log_every_n_steps=1,
+        # Bars only on a terminal, as the feature bars: in a log or pipe they are lines around a one-line error.
+        enable_progress_bar=session.progress and sys.stdout.isatty(), enable_model_summary=False, log_every_n_steps=1,
         num_sanity_val_steps=0, deterministic=False, plugins=[AtomicCheckpointIO()],
     )
 
