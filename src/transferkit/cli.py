@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ from transferkit.api import (compare, completed_config, export, fit, load_run, r
 from transferkit.backbones import BACKBONES, create_backbone, list_backbones
 from transferkit.config import RunConfig, atomic_write_text
 from transferkit.data.tables import TABLE_READERS
-from transferkit.errors import TransferkitError
+from transferkit.errors import WRITE_ERRNOS, TransferkitError, WriteError, io_error, os_error_in
 from transferkit.strategies import STRATEGIES, list_strategies, strategy_options
 
 #: RunConfig's defaults, shown in `--help` (the flags themselves default to None: unset keeps a --config file's value).
@@ -360,7 +361,11 @@ COMMANDS = {"fit": cmd_fit, "evaluate": cmd_evaluate, "predict": cmd_predict, "m
 
 def main(argv: list[str] | None = None) -> int:
     """The one error boundary: a TransferkitError is one line and exit 2, Ctrl-C exit 130 with how to continue,
-    anything else exit 1 with one line (`--debug` shows the traceback instead)."""
+    anything else exit 1 with one line (`--debug` shows the traceback instead).
+
+    A full disk or a read-only or forbidden target that a library reports in its own way (an OSError, a
+    RuntimeError of torch.save, a SafetensorError) is bad environment, not a bug: one line and exit 2.
+    """
     argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     debug, args = "--debug" in argv, None
     try:
@@ -371,21 +376,40 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         _silence_stdout()  # the reader (e.g. `| head`) has what it wanted
         return 0
-    except TransferkitError as exc:
-        if debug:
-            raise
-        print(f"transferkit: error: {_one_line(exc)}", file=sys.stderr)
-        return exc.exit_code
     except KeyboardInterrupt:
         print(f"transferkit: interrupted; {_how_to_continue(args, argv)}", file=sys.stderr)
         return 130
-    except Exception as exc:  # a bug, not bad input: say so in one line
+    except Exception as exc:
         if debug:
             raise
+        error = exc if isinstance(exc, TransferkitError) else _refused_write(exc, args)
+        if error is not None:
+            print(f"transferkit: error: {_one_line(error)}", file=sys.stderr)
+            return error.exit_code
+        # a bug, not bad input: say so in one line
         print(f"transferkit: internal error: {type(exc).__name__}: {_one_line(exc)}; rerun with --debug and "
               "report it", file=sys.stderr)
         return 1
     return 0
+
+
+def _refused_write(exc: Exception, args) -> TransferkitError | None:
+    """The one-line error for a full disk, or a read-only or forbidden file, somewhere under `exc`; else None.
+
+    The file is the one the OSError names, else the folder the command writes into. A permission error
+    may come from a read as well as a write, so its message names neither.
+    """
+    cause = os_error_in(exc)
+    if cause is None or cause.errno not in WRITE_ERRNOS:
+        return None
+    target = cause.filename or next((v for k in ("out", "run", "folder") if (v := getattr(args, k, None))), None)
+    fix = "choose another --out" if getattr(args, "out", None) else "move it to a disk with room"
+    if cause.errno in (errno.EACCES, errno.EPERM):
+        return TransferkitError(f"{cause.strerror}: {target or 'a file'}; make it accessible to you"
+                                f"{' or choose another --out' if getattr(args, 'out', None) else ''}.")
+    if target is None:
+        return WriteError(f"{cause.strerror} while writing; free space or {fix}.")
+    return io_error(cause, target, fix)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -402,17 +426,20 @@ def _silence_stdout() -> None:
 
 
 def _how_to_continue(args, argv: list[str]) -> str:
-    """What continues an interrupted command: fit resumes its --out; compare, tune, rank and quickstart re-run."""
+    """What to do after Ctrl-C: fit resumes its --out; compare, tune, rank --validate and quickstart re-run (and
+    keep what finished); export and every other command is simply run again."""
     if args is None:
         return "nothing to continue; run the command again"
+    again = shlex.join(["transferkit", *(a for a in argv if a != "--debug")])
     if args.command == "fit":
-        return f"continue with: transferkit fit --out {args.out or 'DIR'} --resume"
+        return f"continue with: transferkit fit --out {shlex.quote(str(args.out)) if args.out else 'DIR'} --resume"
     if args.command in ("compare", "tune", "quickstart") or getattr(args, "validate", False):
-        again = shlex.join(["transferkit", *(a for a in argv if a != "--debug")])
         kept = {"compare": "finished cells are kept", "tune": "finished trials are kept"}.get(args.command,
                                                                                                "finished runs are kept")
         return f"continue with: {again} (the same command resumes; {kept})"
-    return "nothing to continue; run the command again"
+    if args.command == "export":
+        return f"run the export again: {again} (the previous export, if any, is as it was)"
+    return f"run it again: {again}"
 
 
 if __name__ == "__main__":

@@ -96,6 +96,10 @@ _WRITE_ERRORS = {
 }
 
 
+#: The errno values of a write the OS refused: the disk or the folder is at fault, not transferkit.
+WRITE_ERRNOS = frozenset(_WRITE_ERRORS)
+
+
 def io_error(exc: OSError, path: str | Path | None = None, fix: str = "choose another --out") -> Exception:
     """The TransferkitError for an OSError raised while writing `path`, or `exc` itself when none fits.
 
@@ -115,17 +119,39 @@ def io_error(exc: OSError, path: str | Path | None = None, fix: str = "choose an
 def writing(path: str | Path, fix: str = "choose another --out") -> Iterator[None]:
     """Raise DiskSpaceError / NotWritableError, in one line naming `path`, for a write that the OS refuses.
 
+    Also when a library reports the refusal in its own type (torch.save, safetensors: see `os_error_in`).
+
     Example:
         with writing(out / "features.npy", fix="point --feature-cache elsewhere"):
             np.save(out / "features.npy", feats)
     """
     try:
         yield
-    except OSError as exc:
-        converted = io_error(exc, path, fix)
-        if converted is exc:
+    except Exception as exc:  # noqa: BLE001  (a library's own error may wrap the OSError: see os_error_in)
+        cause = None if isinstance(exc, TransferkitError) else os_error_in(exc)  # an inner `writing` said it
+        converted = io_error(cause, path, fix) if cause is not None else cause
+        if converted is None or converted is cause:
             raise
         raise converted from exc
+
+
+def os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind `exc`: itself, or the first in its chain of causes and contexts; None without one.
+
+    Libraries report a failed write in their own types: torch.save raises RuntimeError("unexpected
+    pos ...") with the file's OSError as its context, safetensors a SafetensorError whose message
+    ends "(os error 28)".
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc
+        code = re.search(r"\(os error (\d+)\)", str(exc))
+        if code:
+            return OSError(int(code.group(1)), os.strerror(int(code.group(1))))
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def device_of(path: Path) -> str:
@@ -142,7 +168,7 @@ def device_of(path: Path) -> str:
             mount = mount.parent
         total = shutil.disk_usage(mount).total
         source = _mount_sources().get(str(mount))
-        return f"{mount} ({source + ', ' if source else ''}size {_size(total)})"
+        return f"{mount} ({source + ', ' if source else ''}size {human_size(total)})"
     return str(mount)
 
 
@@ -161,7 +187,8 @@ def _unescape(text: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
 
 
-def _size(n: float) -> str:
+def human_size(n: float) -> str:
+    """E.g. "512 B", "48.0 KiB", "1.5 GiB"."""
     if n < 1024:
         return f"{n:.0f} B"
     for unit in ("KiB", "MiB", "GiB"):

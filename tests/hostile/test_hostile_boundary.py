@@ -174,7 +174,6 @@ def read_only_dir(tmp_path):
     subprocess.run(["umount", "-l", str(target)], check=False)
 
 
-@xfail("exit 1, traceback (OSError: [Errno 30] Read-only file system)")
 def test_read_only_out_is_one_line(tk, images, read_only_dir):
     out = read_only_dir / "run"
     line = assert_one_line(tk(*fit_args(images, out)), 2)

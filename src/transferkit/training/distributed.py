@@ -17,12 +17,12 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from tqdm.auto import tqdm
 
-from transferkit.errors import ConfigError
+from transferkit.errors import ConfigError, writing
 
+from transferkit.files import process_tag
 from transferkit.inference import forward, use_channels_last
-from transferkit.training.features import merge_shards, shard_paths
+from transferkit.training.features import CACHE_FIX, merge_shards, progress_bar, shard_paths
 from transferkit.training.quiet import quiet_lightning
 
 log = logging.getLogger("transferkit")
@@ -178,22 +178,24 @@ class _ShardWriter(BasePredictionWriter):
         self.bar = None
 
     def _partial(self, path: Path) -> Path:
-        return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        return path.with_name(f"{path.name}.{process_tag()}.tmp")  # see remove_stale_temporaries
 
     def on_predict_start(self, trainer, pl_module) -> None:
         rows, index = shard_paths(self.out_path, trainer.global_rank, trainer.world_size)
         self.paths = (index, rows)
-        self.files = [open(self._partial(path), "wb") for path in self.paths]  # closed in _close
+        with writing(self.out_path.parent, CACHE_FIX):  # a full or read-only cache: one line naming it
+            self.files = [open(self._partial(path), "wb") for path in self.paths]  # closed in _close
         self.count = 0
         if trainer.is_global_zero:
-            self.bar = tqdm(total=len(range(0, self.total, trainer.world_size)), unit="sample", leave=False,
-                            desc=f"{self.desc} (rank 0 of {trainer.world_size})", dynamic_ncols=True)
+            self.bar = progress_bar(total=len(range(0, self.total, trainer.world_size)), unit="sample",
+                                    desc=f"{self.desc} (rank 0 of {trainer.world_size})")
 
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx,
                            dataloader_idx=0) -> None:
         index, feats = prediction
-        self.files[0].write(index.cpu().numpy().astype(np.int64).tobytes())
-        self.files[1].write(feats.cpu().numpy().astype(np.float32).tobytes())
+        with writing(self.out_path.parent, CACHE_FIX):
+            self.files[0].write(index.cpu().numpy().astype(np.int64).tobytes())
+            self.files[1].write(feats.cpu().numpy().astype(np.float32).tobytes())
         self.count += len(index)
         if self.bar is not None:
             self.bar.update(len(index))

@@ -31,7 +31,8 @@ from transferkit.loading import run_batches
 from transferkit.model import NN_HEADS
 from transferkit.runs import Run
 from transferkit.strategies import Strategy
-from transferkit.training import distributed, domain, heads, runfolder
+from transferkit.training import distributed, domain, features, heads, runfolder
+from transferkit.training.checkpointing import AtomicCheckpointIO
 from transferkit.training.module import TransferModule
 from transferkit.training.plan import Plan, complete_config, frozen_features_of, make_plan
 from transferkit.training.quiet import quiet_lightning, run_progress_bar
@@ -85,6 +86,7 @@ def fit(config: RunConfig, *, strategy: Strategy | None = None, resume: bool = F
         WeightsFileError: (resume) last.ckpt holds more than weights or is damaged.
         TrainingDivergedError: the training loss or the trained weights became NaN or infinite.
     """
+    features.show_progress(progress)  # the feature-extraction bars of this fit
     if strategy is None:
         config, strategy = complete_config(config)
     config = tracking.resolve(config)
@@ -217,7 +219,7 @@ def trainer_for(plan: Plan, session: Session, *, has_val: bool) -> L.Trainer:
         precision="bf16-mixed" if config.precision == "bf16" else "32-true", callbacks=callbacks,
         # A progress bar only where someone watches: in a pipe or log file it is noise around the one result line.
         enable_progress_bar=bar, enable_model_summary=False, log_every_n_steps=1,
-        num_sanity_val_steps=0, deterministic=False,
+        num_sanity_val_steps=0, deterministic=False, plugins=[AtomicCheckpointIO()],
     )
 
 

@@ -9,6 +9,10 @@ The export folder describes itself: transferkit_export.json records every prepro
 (resize, crop, scaling, layout; tokenizer, truncation, padding), model.onnx carries the task, class
 names and those steps in its metadata_props, and predict_onnx.py applies them with ONNX Runtime,
 numpy and Pillow alone.
+
+The export is staged in a temporary folder beside RUN/export and swapped in when complete, so an
+interrupted or failed export leaves RUN/export as it was; the staging folder of a killed export is
+removed (or, if it was caught mid-swap, the previous export restored) by the next export.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,13 +32,16 @@ from transferkit.backbones.base import DataSpec
 from transferkit.data.transforms import build_image_transform, image_size_for
 from transferkit.deploy import PREDICT_SCRIPT
 from transferkit.deploy.preprocessing import image_preprocessing, text_preprocessing
-from transferkit.errors import ConfigError, ExportError
+from transferkit.errors import ConfigError, ExportError, writing
+from transferkit.files import is_stale, remove_stale_temporaries, temporary_name
 from transferkit.runs import Run
 
 FORMATS = ("onnx",)
 INPUT_DTYPES = ("float32", "uint8")
 DEFAULT_TOLERANCE = 1e-4
 OPSET = 17
+#: What a full or read-only run folder's message suggests.
+EXPORT_FIX = "copy the run folder to a disk with room and export the copy"
 SAMPLE_TEXTS = ["a short one", "a longer sentence, with punctuation and several more words in it",
                 "okay", "transferkit exports the tokenizer next to the model file"]
 
@@ -123,22 +129,23 @@ def export(run, *, format: str = "onnx", tolerance: float = DEFAULT_TOLERANCE, i
         wrapper, samples, names, preprocessing = _image_wrapper(model, facts, input_dtype)
     outputs = ("logits",) if facts.target_stats is None else ("values",)
     final = Path(run.folder) / "export"
-    staging = Path(tempfile.mkdtemp(dir=run.folder, prefix=".export."))
-    try:
-        _torch_export(wrapper, samples[0], staging / "model.onnx", names, outputs, opset)
-        _add_onnx_metadata(staging / "model.onnx", facts, preprocessing)
-        diff = max_abs_diff(wrapper, staging / "model.onnx", samples, names)
-        if not diff <= tolerance:
-            raise ExportError(f"The ONNX model's outputs differ from PyTorch's by up to {diff:.3g}, more than "
-                              f"the tolerance {tolerance:g}; nothing was written to {final}. Try another "
-                              "--opset, or raise --tolerance if the difference is acceptable.")
-        if facts.modality == "text":
-            model.backbone.tokenizer.save_pretrained(str(staging / "tokenizer"))
-        _write_meta(staging, facts, preprocessing, names, outputs, input_dtype, diff, tolerance, opset)
-        shutil.copyfile(PREDICT_SCRIPT, staging / PREDICT_SCRIPT.name)
-        _replace_folder(staging, final)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with writing(final, EXPORT_FIX):  # a full or read-only run folder: one line naming RUN/export
+        staging = _staging_folder(final)
+        try:
+            _torch_export(wrapper, samples[0], staging / "model.onnx", names, outputs, opset)
+            _add_onnx_metadata(staging / "model.onnx", facts, preprocessing)
+            diff = max_abs_diff(wrapper, staging / "model.onnx", samples, names)
+            if not diff <= tolerance:
+                raise ExportError(f"The ONNX model's outputs differ from PyTorch's by up to {diff:.3g}, more than "
+                                  f"the tolerance {tolerance:g}; nothing was written to {final}. Try another "
+                                  "--opset, or raise --tolerance if the difference is acceptable.")
+            if facts.modality == "text":
+                model.backbone.tokenizer.save_pretrained(str(staging / "tokenizer"))
+            _write_meta(staging, facts, preprocessing, names, outputs, input_dtype, diff, tolerance, opset)
+            shutil.copyfile(PREDICT_SCRIPT, staging / PREDICT_SCRIPT.name)
+            _replace_folder(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(final, final / "model.onnx", diff, tolerance, names, outputs)
 
 
@@ -265,11 +272,32 @@ def _write_meta(folder: Path, facts: RunFacts, preprocessing: dict, inputs, outp
     (folder / "transferkit_export.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
 
 
+def _staging_folder(final: Path) -> Path:
+    """A new, empty folder beside `final` (with the user's umask, unlike mkdtemp's 0700) to build the export in.
+
+    First cleans up after exports killed earlier: a previous export caught between the two renames of
+    `_replace_folder` is put back; any other staging folder of a dead process is removed.
+    """
+    if not final.exists():
+        for old in sorted(final.parent.glob(f".{final.name}.*.tmp.old")):
+            if is_stale(old):
+                os.replace(old, final)
+                break
+    remove_stale_temporaries(final.parent, f".{final.name}.*")
+    while True:
+        staging = temporary_name(final)
+        try:
+            staging.mkdir()
+            return staging
+        except FileExistsError:
+            continue
+
+
 def _replace_folder(staging: Path, final: Path) -> None:
     """Swap `staging` in as `final`; a reader sees the old export or the new one, never a mix."""
     old = None
     if final.exists():
-        old = final.with_name(f".{final.name}.old.{os.getpid()}")
+        old = staging.with_name(staging.name + ".old")
         os.replace(final, old)
     os.replace(staging, final)
     if old is not None:
