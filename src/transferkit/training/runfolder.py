@@ -19,7 +19,8 @@ from safetensors.torch import save_file
 
 from transferkit.config import RunConfig, atomic_write_text, load_yaml, save_yaml
 from transferkit.deploy.native import save_native_model
-from transferkit.errors import RunFolderError, WeightsFileError
+from transferkit.errors import RunFolderError, WeightsFileError, writing
+from transferkit.files import remove_stale_temporaries, temporary_name
 from transferkit.locks import LOCK_FILE, check_unlocked, hold_lock
 from transferkit.modelmeta import ModelMeta
 
@@ -81,6 +82,8 @@ def open_run_folder(config: RunConfig, *, resume: bool, provenance: dict | None 
     """
     check_run_folder(config, resume=resume)
     out = Path(config.out)
+    for folder in (out, out / "model"):  # what a killed write of an earlier attempt left behind
+        remove_stale_temporaries(folder)
     if resume:
         check_provenance(out, provenance, warn=False)  # the caller warned when it checked before the lock
     elif _contents(out):  # a run that never reached its first checkpoint: nothing there to lose
@@ -273,9 +276,14 @@ def save_model(folder: Path, plan, model) -> None:
     backbone = model.backbone
     backbone.save_preprocessing(folder)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = folder / ".model.safetensors.tmp"
-    save_file(state, str(tmp))
-    os.replace(tmp, folder / "model.safetensors")
+    final = folder / "model.safetensors"
+    tmp = temporary_name(final)
+    try:
+        with writing(final):
+            save_file(state, str(tmp))
+            os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
     config = plan.config
     native = save_native_model(folder, model, target_stats=None if config.task == "classification"
                                else plan.scaling.as_tuple())
