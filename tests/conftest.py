@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,13 @@ def cli(capsys):
         return CliResult(code, out, err)
 
     return run
+
+
+@pytest.fixture
+def terminal(capsys, monkeypatch):
+    """Captured stdout and stderr that say they are terminals, where progress bars are drawn."""
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
 
 
 @pytest.fixture

@@ -204,7 +204,7 @@ def test_tune_option_errors(color_images, tmp_path):
         tune(data=str(color_images), out=tmp_path / "b", trials=1, lr_range="0.1,0.001", **FAST)
 
 
-def test_cli_tune_prints_the_best_trial(cli, color_images, tmp_path):
+def test_cli_tune_prints_the_best_trial(cli, terminal, color_images, tmp_path):
     result = cli("tune", "--data", color_images, "--model", "tiny-cnn", "--image-size", 16, "--epochs", 1,
                  "--trials", 2, "--strategies", "full", "--out", tmp_path / "t")
     assert result.code == 0, result

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from transferkit import inference
@@ -17,7 +18,7 @@ from transferkit.backbones.objects import backbone_from_object
 from transferkit.backbones.timm import timm_backbone
 from transferkit.config import RunConfig, load_yaml
 from transferkit.data import LabeledData, align_classes, as_inputs, load_data
-from transferkit.errors import ConfigError, RunFolderError
+from transferkit.errors import ConfigError, RunFolderError, WeightsFileError
 from transferkit.evaluation.metrics import task_metrics
 from transferkit.loading import batches, source_options
 from transferkit.model import TransferModel, make_head
@@ -37,8 +38,25 @@ def load_model(folder: str | Path, model=None) -> tuple[TransferModel, ModelMeta
     backbone = _backbone(folder, meta, model)
     backbone.data_spec = meta.data_spec
     trained = TransferModel(backbone, make_head(meta.head, meta.num_features, meta.outputs))
-    trained.load_state_dict(load_file(str(folder / "model" / "model.safetensors")))
+    try:
+        trained.load_state_dict(_trained_weights(folder / "model" / "model.safetensors"))
+    except RuntimeError as exc:  # shapes or names that the metadata does not describe
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise RunFolderError(f"{folder / 'model'} holds weights that do not fit the model its transferkit.json "
+                             f"describes ({first[:120]}); the folder was edited or mixed. Re-run fit to "
+                             "rebuild it.") from None
     return trained.eval(), meta
+
+
+def _trained_weights(path: Path) -> dict:
+    """The run's safetensors state dict, or one WeightsFileError line for a missing or damaged file."""
+    if not path.is_file():
+        raise WeightsFileError(f"{path} is missing; the run folder is incomplete. Re-run fit to rebuild it.")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsFileError(f"{path} is damaged ({' '.join(str(exc).split())[:100]}); restore it or "
+                               "re-run fit to rebuild it.") from None
 
 
 def _backbone(folder: Path, meta: ModelMeta, model):

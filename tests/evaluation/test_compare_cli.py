@@ -14,7 +14,7 @@ def snapshot(folder):
     return {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
 
-def test_compare_then_report_from_the_command_line(cli, tmp_path):
+def test_compare_then_report_from_the_command_line(cli, terminal, tmp_path):
     out = tmp_path / "cmp"
     grid = ["--strategies", "scratch", "--epochs", "1", "--train-per-class", "5,all", "--seeds", "0,3"]
     result = cli("compare", *DIGITS, *grid, "--out", out)

@@ -105,7 +105,7 @@ def test_validate_reuses_finished_runs_and_refuses_runs_with_other_settings(vali
                          progress=False, **SLICE)
 
 
-def test_validate_shows_one_overall_bar(validated, capsys):
+def test_validate_shows_one_overall_bar(validated, capsys, terminal):
     _, out = validated
     transferkit.rank("demo:digits", "tiny-cnn", control=True, validate=True, validate_epochs=1, out=str(out),
                      progress=True, **SLICE)

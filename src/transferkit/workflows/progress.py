@@ -15,6 +15,12 @@ from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 
+def on_terminal(enabled: bool = True) -> bool:
+    """Whether to draw a bar: asked for, and stderr is a terminal (in a pipe or a log a bar is only noise
+    around the lines that matter, and an error must stay one line)."""
+    return enabled and sys.stderr.isatty()
+
+
 class OverallBar:
     """A tqdm bar over runs (disabled: lines are still printed, no bar is drawn)."""
 
@@ -37,6 +43,6 @@ class OverallBar:
 @contextmanager
 def overall_bar(total: int, *, finished: int = 0, desc: str, unit: str, enabled: bool = True) -> Iterator[OverallBar]:
     """A bar of `total` runs, `finished` of them done before it starts."""
-    with tqdm(total=total, initial=finished, desc=desc, unit=unit, file=sys.stderr, disable=not enabled,
+    with tqdm(total=total, initial=finished, desc=desc, unit=unit, file=sys.stderr, disable=not on_terminal(enabled),
               dynamic_ncols=True) as bar, logging_redirect_tqdm(tqdm_class=tqdm):
         yield OverallBar(bar, enabled)

@@ -39,6 +39,7 @@ from transferkit.evaluation.metrics import main_metric
 from transferkit.options import build_config
 from transferkit.strategies import get_strategy_class, search_space
 from transferkit.training.fit import fit
+from transferkit.workflows.progress import on_terminal
 from transferkit.locks import LOCK_FILE, hold_lock
 
 log = logging.getLogger("transferkit")
@@ -361,7 +362,7 @@ def _quiet_optuna() -> Iterator[None]:
 def _progress(total: int, done: int, *, enabled: bool):
     """An overall bar with ETA on stderr (tqdm, as feature extraction uses); yields the study callback."""
 
-    with tqdm(total=total, initial=done, desc="tune", unit="trial", file=sys.stderr, disable=not enabled,
+    with tqdm(total=total, initial=done, desc="tune", unit="trial", file=sys.stderr, disable=not on_terminal(enabled),
               dynamic_ncols=True) as bar, logging_redirect_tqdm(tqdm_class=tqdm):
 
         def after_trial(study, trial) -> None:
