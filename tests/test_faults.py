@@ -296,7 +296,10 @@ def test_ctrl_c_names_the_command_that_continues(cli, monkeypatch, argv, says):
 
 
 def test_export_onto_a_full_disk_is_one_line_and_leaves_the_run_as_it_was(cli, disk, fe_image_run):
-    run = disk("64k", content=fe_image_run) / fe_image_run.name  # the run fits; the run and its export do not
+    run = disk("2m", content=fe_image_run) / fe_image_run.name
+    free = os.statvfs(run).f_bavail * os.statvfs(run).f_frsize
+    with open(run.parent / "filler", "wb") as filler:  # outside the run: leaves one page, less than the export
+        os.posix_fallocate(filler.fileno(), 0, free - 4096)
     before = sorted(p.name for p in run.iterdir())
     result = cli("export", run)
     line = _one_error_line(result)

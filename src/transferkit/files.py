@@ -68,6 +68,16 @@ def create_temporary(path: Path) -> tuple[Path, int]:
             continue
 
 
+def follow_umask(path: str | Path) -> None:
+    """Give `path` the permissions of a file the user creates (0666 less the umask).
+
+    For files that a library creates with its own mode (safetensors writes 0600).
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)
+
+
 def temporary_name(path: Path, suffix: str = ".tmp") -> Path:
     """A fresh temporary name beside `path` that names this process: `.<name>.<pid>@<host>.<hex><suffix>`."""
     return path.with_name(f".{path.name}.{process_tag()}.{secrets.token_hex(4)}{suffix}")

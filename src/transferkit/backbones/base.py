@@ -10,6 +10,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from transferkit.errors import ExportError, writing
+from transferkit.files import follow_umask, temporary_name
+
 #: The file a backbone's weights are saved to by `Backbone.save_native` (timm and transferkit backbones).
 NATIVE_WEIGHTS = "backbone.safetensors"
 
@@ -142,8 +145,6 @@ def check_no_adapters(state: dict[str, torch.Tensor]) -> None:
     Raises:
         ExportError: naming the first adapter tensor.
     """
-    from transferkit.errors import ExportError
-
     adapters = [k for k in state if "lora_" in k or ".base_layer." in k]
     if adapters:
         raise ExportError(f"The backbone still holds PEFT adapters ({adapters[0]}); save the model that "
@@ -161,6 +162,11 @@ def save_tensors(state: dict[str, torch.Tensor], path: Path, metadata: dict[str,
     check_no_adapters(state)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    tmp = temporary_name(path)
+    try:
+        with writing(path):
+            save_file(tensors, str(tmp), metadata=metadata)
+            follow_umask(tmp)
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from transferkit.config import RunConfig, atomic_write_text, load_yaml, save_yaml
 from transferkit.deploy.native import save_native_model
 from transferkit.errors import RunFolderError, WeightsFileError, writing
-from transferkit.files import remove_stale_temporaries, temporary_name
+from transferkit.files import follow_umask, remove_stale_temporaries, temporary_name
 from transferkit.locks import LOCK_FILE, check_unlocked, hold_lock
 from transferkit.modelmeta import ModelMeta
 
@@ -281,6 +281,7 @@ def save_model(folder: Path, plan, model) -> None:
     try:
         with writing(final):
             save_file(state, str(tmp))
+            follow_umask(tmp)
             os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
