@@ -4,8 +4,8 @@ Every case checks four things: the exit code (2 bad input or environment, 1 inte
 that the whole output is one line without a traceback, the key words of that line (what was wrong), and
 that nothing was lost or left behind (folders as before, no temporary files, a corrected re-run works).
 
-Cases that fail today carry `xfail(strict=True, reason="issue 10 <family>: <what happens now>")`;
-each mark must go when its fix lands.
+Every case passes. A defect found later gets `pytest.mark.xfail(strict=True, reason="<what happens now>")`
+on its case until the fix lands (strict: the mark must go with the fix).
 """
 
 from __future__ import annotations

@@ -9,12 +9,6 @@ import subprocess
 import pytest
 from hostile_kit import assert_ok, assert_one_line, fit_args, tree_state
 
-FAMILY = "issue 10 error boundary"
-
-
-def xfail(now: str):
-    return pytest.mark.xfail(strict=True, reason=f"{FAMILY}: {now}")
-
 
 # ---- options: refused in one line before anything is written ---------------------------------------------
 

@@ -10,12 +10,6 @@ from hostile_kit import (assert_ok, assert_one_line, classes_of, fifo, fit_args,
                          undecodable_png)
 from synthetic_data import NEGATIVE, POSITIVE
 
-FAMILY = "issue 10 data"
-
-
-def xfail(now: str):
-    return pytest.mark.xfail(strict=True, reason=f"{FAMILY}: {now}")
-
 
 def _texts(n: int = 24) -> list[str]:
     pools = (NEGATIVE, POSITIVE)

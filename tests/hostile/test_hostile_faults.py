@@ -12,12 +12,6 @@ from hostile_kit import (SLOW_FIT, assert_ok, assert_one_line, checkpoint_writte
                          tree_state, wait_for)
 from synthetic_data import write_color_images
 
-FAMILY = "issue 10 faults"
-
-
-def xfail(now: str):
-    return pytest.mark.xfail(strict=True, reason=f"{FAMILY}: {now}")
-
 
 @pytest.fixture(scope="module")
 def many_images(tmp_path_factory):
@@ -83,7 +77,6 @@ def test_compare_interrupted_then_rerun(spawn, tk, tmp_path, images):
     assert (out / "comparison.csv").is_file() and not stray_temp_files(out)
 
 
-@xfail("exit 1, not 130 (Lightning's sys.exit(1) inside the trial)")
 def test_tune_interrupted_then_rerun(spawn, tk, tmp_path, images):
     out = tmp_path / "tune"
     argv = ["tune", "--data", images, "--model", "tiny-cnn", "--strategies", "full", "--trials", "2", "--epochs", "30",

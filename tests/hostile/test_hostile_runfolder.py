@@ -14,12 +14,6 @@ import yaml
 from PIL import Image
 from hostile_kit import SLOW_FIT, assert_ok, assert_one_line, image_table, run_cli, tree_state, undecodable_png
 
-FAMILY = "issue 10 run folder"
-
-
-def xfail(now: str):
-    return pytest.mark.xfail(strict=True, reason=f"{FAMILY}: {now}")
-
 
 def _data_of(run) -> str:
     return yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["data"]
@@ -94,7 +88,6 @@ def _modes(root) -> dict[str, int]:
     return {str(p.relative_to(root)): stat.S_IMODE(p.stat().st_mode) for p in [root, *root.rglob("*")]}
 
 
-@xfail("metrics.json, history.csv, predictions are 0600 and export/ 0700 under umask 022")
 def test_run_files_follow_the_umask(tk, tmp_path, images):
     out = tmp_path / "run"
     assert_ok(tk("fit", "--data", images, "--model", "tiny-cnn", "--out", out, umask=0o022))
