@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +48,13 @@ def cli(capsys):
 
 @pytest.fixture
 def terminal(capsys, monkeypatch):
-    """Captured stdout and stderr that say they are terminals, where progress bars are drawn."""
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    """Captured stdout and stderr (capsys) that say they are terminals, where progress bars are drawn.
+
+    Patched on the capture class: pytest may swap the captured stream objects between setup and the test.
+    """
+    from _pytest.capture import CaptureIO
+
+    monkeypatch.setattr(CaptureIO, "isatty", lambda self: True)
 
 
 @pytest.fixture
