@@ -7,7 +7,9 @@ fast on a CPU; tests that change a run work on a copy (`copy_run`).
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,3 +121,33 @@ def copy_run(tmp_path):
         return Path(shutil.copytree(run, tmp_path / f"copy-of-{run.name}"))
 
     return copy
+
+
+@pytest.fixture
+def disk(tmp_path):
+    """`disk(size, read_only=False, content=None)`: a folder on its own tmpfs, for full and read-only disks.
+
+    A real file system refuses the writes (as root, chmod does not). `content` is copied onto the tmpfs
+    before it is made read-only. Mounting needs root (CI runs as root); elsewhere the test skips saying so.
+    """
+    mounts = []
+
+    def make(size: str, read_only: bool = False, content: Path | None = None) -> Path:
+        if os.geteuid() != 0:
+            pytest.skip("a full or read-only disk needs a tmpfs, which only root can mount")
+        target = tmp_path / f"disk{len(mounts)}"
+        target.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(target)],
+                              capture_output=True, text=True)
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?): {done.stderr.strip()}")
+        mounts.append(target)
+        if content is not None:
+            shutil.copytree(content, target / content.name)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
+        return target
+
+    yield make
+    for target in mounts:
+        subprocess.run(["umount", "-l", str(target)], check=False)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -18,32 +16,16 @@ from transferkit.errors import (DiskSpaceError, LockedError, NotWritableError, T
                                 TransferkitError, WriteError, device_of, io_error, writing)
 
 
-def _mount_tmpfs(folder: Path, options: str) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs (a real full or read-only file system) needs root")
-    folder.mkdir(parents=True, exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
-                          text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here (a container without CAP_SYS_ADMIN?): {done.stderr.strip()}")
-
-
 @pytest.fixture
-def small_disk(tmp_path):
+def small_disk(disk):
     """A 64 KiB tmpfs: writing more than that fails with ENOSPC."""
-    folder = tmp_path / "small"
-    _mount_tmpfs(folder, "size=64k")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    return disk("64k")
 
 
 @pytest.fixture
-def read_only_disk(tmp_path):
+def read_only_disk(disk):
     """A tmpfs mounted read-only (as root, chmod does not stop a write; a read-only mount does)."""
-    folder = tmp_path / "ro"
-    _mount_tmpfs(folder, "ro,size=64k")
-    yield folder
-    subprocess.run(["umount", str(folder)], check=True)
+    return disk("64k", read_only=True)
 
 
 def test_full_disk_is_one_line_naming_device_and_path_and_keeps_the_old_file(small_disk):

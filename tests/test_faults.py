@@ -9,7 +9,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,35 +22,6 @@ from transferkit.errors import DiskSpaceError, NotWritableError
 from transferkit.training import features
 from transferkit.training.checkpointing import AtomicCheckpointIO
 from transferkit.workflows import export as exporting
-
-
-@pytest.fixture
-def disk(tmp_path):
-    """`disk(size, read_only=False, content=None)`: a folder on its own tmpfs (root only; skips otherwise).
-
-    `content` is copied onto the tmpfs before it is made read-only.
-    """
-    mounts = []
-
-    def make(size: str, read_only: bool = False, content: Path | None = None) -> Path:
-        if os.geteuid() != 0:
-            pytest.skip("a full or read-only disk needs a tmpfs, which only root can mount")
-        target = tmp_path / f"disk{len(mounts)}"
-        target.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tk-faults", str(target)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-        mounts.append(target)
-        if content is not None:
-            shutil.copytree(content, target / content.name)
-        if read_only:
-            subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
-        return target
-
-    yield make
-    for target in mounts:
-        subprocess.run(["umount", "-l", str(target)], check=False)
 
 
 def _dead_pid() -> int:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import subprocess
 
 import pytest
 from hostile_kit import assert_ok, assert_one_line, fit_args, tree_state
@@ -146,28 +146,26 @@ def test_a_diverging_fit_stops_at_once_in_one_line(tk, images, tmp_path):
 
 @pytest.fixture
 def read_only_dir(tmp_path):
-    """A folder on a read-only file system (root ignores permission bits, so a read-only tmpfs)."""
-    import os
-
+    """A folder on a read-only file system (root ignores permission bits, so a read-only tmpfs as root)."""
     target = tmp_path / "ro"
     target.mkdir()
-    if os.geteuid() != 0:
-        target.chmod(0o555)
-        yield target
-        target.chmod(0o755)
-        return
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tk-hostile-ro", str(target)],
-                             capture_output=True, text=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a read-only tmpfs as root: {mounted.stderr.strip()}")
+    target.chmod(0o555)
     yield target
-    subprocess.run(["umount", "-l", str(target)], check=False)
+    target.chmod(0o755)
 
 
-def test_read_only_out_is_one_line(tk, images, read_only_dir):
-    out = read_only_dir / "run"
+@pytest.fixture
+def read_only_out(request, read_only_dir):
+    """Where a run cannot be written: a read-only tmpfs as root (`disk`), else a folder without write bits."""
+    if os.geteuid() != 0:
+        return read_only_dir
+    return request.getfixturevalue("disk")("1m", read_only=True)
+
+
+def test_read_only_out_is_one_line(tk, images, read_only_out):
+    out = read_only_out / "run"
     line = assert_one_line(tk(*fit_args(images, out)), 2)
-    assert str(read_only_dir) in line or "--out" in line, line
+    assert str(read_only_out) in line or "--out" in line, line
 
 
 def test_unexpected_error_is_one_line_exit_1(tk):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import sqlite3
-import subprocess
 
 import pytest
 from hostile_kit import (SLOW_FIT, assert_ok, assert_one_line, checkpoint_written, run_cli, stop, stray_temp_files,
@@ -104,33 +103,9 @@ def test_export_interrupted_leaves_export_as_it_was(spawn, tk, tmp_path, finishe
 
 # ---- full disks ------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """`small_disk(size)`: a folder on a tmpfs of `size` (root only; else the test is skipped)."""
-    import os
-
-    mounts = []
-
-    def make(size: str):
-        if os.geteuid() != 0:
-            pytest.skip("a full disk needs a small tmpfs, which only root can mount")
-        target = tmp_path / f"disk{len(mounts)}"
-        target.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tk-hostile-full", str(target)],
-                              capture_output=True, text=True)
-        if done.returncode:
-            pytest.skip(f"cannot mount a tmpfs as root here: {done.stderr.strip()}")
-        mounts.append(target)
-        return target
-
-    yield make
-    for target in mounts:
-        subprocess.run(["umount", "-l", str(target)], check=False)
-
-
 @pytest.mark.parametrize("where", ["out", "feature-cache"])
-def test_full_disk_is_one_line(tk, tmp_path, images, small_disk, where):
-    disk = small_disk("4k" if where == "feature-cache" else "48k")
+def test_full_disk_is_one_line(tk, tmp_path, images, disk, where):
+    disk = disk("4k" if where == "feature-cache" else "48k")
     out = disk / "run" if where == "out" else tmp_path / "run"
     argv = ["fit", "--data", images, "--model", "tiny-cnn", "--out", out]
     if where == "feature-cache":
