@@ -33,11 +33,16 @@ class OverallBar:
         if not skipped:
             self._bar.update(1)
 
-    def line(self, text: str) -> None:
-        """A line on stdout above the bar."""
+    def line(self, text: str, file=None) -> None:
+        """A line above the bar, on `file` (default stdout)."""
         if self._enabled:
-            self._bar.write(text, file=sys.stdout)
-            sys.stdout.flush()
+            file = file or sys.stdout
+            self._bar.write(text, file=file)
+            file.flush()
+
+    def note(self, text: str) -> None:
+        """A short status at the bar's end (e.g. the best score so far)."""
+        self._bar.set_postfix_str(text, refresh=False)
 
 
 @contextmanager

@@ -29,18 +29,15 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
-from tqdm.auto import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
-
-from transferkit.files import atomic_write_text
 from transferkit.data import load_data
 from transferkit.errors import ConfigError, RunFolderError
 from transferkit.evaluation.metrics import main_metric
+from transferkit.files import atomic_write_text
+from transferkit.locks import LOCK_FILE, hold_lock
 from transferkit.options import build_config
 from transferkit.strategies import get_strategy_class, search_space
 from transferkit.training.fit import fit
-from transferkit.workflows.progress import on_terminal
-from transferkit.locks import LOCK_FILE, hold_lock
+from transferkit.workflows.progress import overall_bar
 
 log = logging.getLogger("transferkit")
 
@@ -360,17 +357,15 @@ def _quiet_optuna() -> Iterator[None]:
 
 @contextmanager
 def _progress(total: int, done: int, *, enabled: bool):
-    """An overall bar with ETA on stderr (tqdm, as feature extraction uses); yields the study callback."""
-
-    with tqdm(total=total, initial=done, desc="tune", unit="trial", file=sys.stderr, disable=not on_terminal(enabled),
-              dynamic_ncols=True) as bar, logging_redirect_tqdm(tqdm_class=tqdm):
+    """The overall bar over trials (workflows.progress); yields the study callback that advances it."""
+    with overall_bar(total, finished=done, desc="tune", unit="trial", enabled=enabled) as bar:
 
         def after_trial(study, trial) -> None:
-            if enabled:
-                bar.write(_trial_line(trial), file=sys.stderr)
+            bar.line(_trial_line(trial), file=sys.stderr)
             if study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-                bar.set_postfix_str(f"best {study.best_value:.4f} (trial {study.best_trial.number})", refresh=False)
-            bar.update(1 if trial.state in _FINISHED else 0)
+                bar.note(f"best {study.best_value:.4f} (trial {study.best_trial.number})")
+            if trial.state in _FINISHED:
+                bar.done()
 
         yield after_trial
 
