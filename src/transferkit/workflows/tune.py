@@ -16,10 +16,9 @@ import hashlib
 import json
 import logging
 import shutil
-import signal
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -89,15 +88,6 @@ class PruneOnValidation(L.Callback):
         self.trial.report(float(value), step=trainer.current_epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"epoch {trainer.current_epoch}: {self.monitor}={float(value):.4f}")
-
-
-class _InterruptWatch(L.Callback):
-    """Notes a Ctrl-C inside `trainer.fit`, which Lightning turns into `sys.exit(1)` after its own clean-up."""
-
-    seen = False
-
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        self.seen = self.seen or isinstance(exception, KeyboardInterrupt)
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
@@ -220,8 +210,8 @@ def _objective(base, folder: Path, names: list[str], lr_range, metric: str, call
         run_folder = folder / "trials" / f"trial-{trial.number:03d}"
         trial.set_user_attr("run", str(run_folder))
         config = base.replace(strategy=strategy, lr=lr, strategy_options=strategy_options, out=str(run_folder))
-        with _marking_interrupts(trial) as watch:
-            run = fit(config, progress=False, callbacks=[PruneOnValidation(trial, f"val/{metric}"), watch, *callbacks])
+        with _marking_interrupts(trial):
+            run = fit(config, progress=False, callbacks=[PruneOnValidation(trial, f"val/{metric}"), *callbacks])
         if "val" not in run.metrics:
             raise ConfigError("tune scores trials on the validation split; set --val-fraction above 0.")
         return float(run.metrics["val"][metric])
@@ -230,26 +220,16 @@ def _objective(base, folder: Path, names: list[str], lr_range, metric: str, call
 
 
 @contextmanager
-def _marking_interrupts(trial) -> Iterator[_InterruptWatch]:
-    """Mark a trial cut off by Ctrl-C as interrupted (so a resumed study retries it) and re-raise KeyboardInterrupt.
+def _marking_interrupts(trial) -> Iterator[None]:
+    """Mark a trial cut off by Ctrl-C as interrupted, so a resumed study retries it, and re-raise.
 
-    Lightning answers Ctrl-C with `sys.exit(1)` and ignores SIGINT from then on; here that exit
-    becomes the KeyboardInterrupt it was, with the caller's SIGINT handler back in place.
+    `fit` raises Lightning's Ctrl-C exit as the KeyboardInterrupt it was (training.fit.fit_interruptibly).
     """
-    watch, handler = _InterruptWatch(), signal.getsignal(signal.SIGINT)
     try:
-        yield watch
+        yield
     except KeyboardInterrupt:
         trial.set_user_attr("interrupted", True)
         raise
-    except SystemExit:
-        if not watch.seen:
-            raise
-        trial.set_user_attr("interrupted", True)
-        if handler is not None:
-            with suppress(ValueError):  # only the main thread may set handlers; Lightning's change then stays
-                signal.signal(signal.SIGINT, handler)
-        raise KeyboardInterrupt from None
 
 
 def _suggest(trial, name: str, kind: str, low: float, high: float):
