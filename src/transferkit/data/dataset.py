@@ -133,14 +133,18 @@ def _hash_item(digest, item, *, is_path: bool) -> None:
     if not is_path:
         _update(digest, f"text|{item}")
         return
-    _update(digest, f"file|{_file_digest(item)}")
+    _update(digest, f"file|{file_digest(item)}")
 
 
 _file_digests: dict[tuple, str] = {}  # (path, size, mtime, ctime, inode) -> digest of the bytes
 
 
-def _file_digest(path: str) -> str:
-    """blake2b of a file's bytes, remembered while its size, times and inode stay the same (any write moves ctime)."""
+def file_digest(path: str) -> str:
+    """blake2b of a file's bytes, remembered while its size, times and inode stay the same (any write moves ctime).
+
+    The one place image files are read for their content: the run's data fingerprint and the leakage
+    check share it, so each file is read once per process.
+    """
     try:
         info = os.stat(path)
         if not S_ISREG(info.st_mode):  # a FIFO or device would block or never end

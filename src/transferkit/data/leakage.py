@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from transferkit.data.dataset import LabeledData
-from transferkit.errors import DataError
+from transferkit.data.dataset import LabeledData, file_digest
 
 logger = logging.getLogger("transferkit")
 
-METHOD = ("sha256 of image file bytes or of array shape + pixels; texts compared after NFKC, case folding "
-          "and whitespace collapsing")
-_CHUNK = 1 << 20
+METHOD = ("sha256 of the image file's digest (blake2b of its bytes) or of array shape + pixels; texts compared "
+          "after NFKC, case folding and whitespace collapsing")
 
 
 @dataclass(frozen=True)
@@ -63,23 +61,13 @@ def content_key(item, modality: str) -> bytes:
     elif modality == "text":
         digest.update(b"text|" + normalise_text(str(item)).encode("utf-8", "surrogatepass"))
     else:
-        _hash_file(digest, os.fspath(item))
+        digest.update(b"file|" + file_digest(os.fspath(item)).encode())
     return digest.digest()
 
 
 def normalise_text(text: str) -> str:
     """The form two texts are compared in: NFKC, case folded, whitespace runs as one space."""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
-def _hash_file(digest, path: str) -> None:
-    digest.update(b"file|")
-    try:
-        with open(path, "rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-    except OSError as exc:
-        raise DataError(f"Cannot read image file {path}: {exc.strerror}; restore it or reload the data.") from exc
 
 
 def _describe(data: LabeledData, index: int) -> str:
